@@ -1,0 +1,35 @@
+// Debian's Chromium, started the way these machines need: headless, no sandbox
+// (root), no background network traffic, a fresh profile (Playwright makes one
+// per launch). Nothing here downloads a browser.
+
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+const BASE_ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+/** With `webgpu`, Chromium exposes a (SwiftShader) WebGPU adapter even without a GPU. */
+export function launchChromium({ webgpu }: { webgpu: boolean }): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: webgpu ? [...BASE_ARGS, '--enable-unsafe-webgpu'] : BASE_ARGS,
+  });
+}
+
+/** Collects console errors and uncaught page errors, for assertions and for failure output. */
+export function recordPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()}`);
+  });
+  return errors;
+}

@@ -1,0 +1,31 @@
+"""Stage dispatcher: `/usr/bin/python3 -m d2nwg <stage> [options]`.
+
+Each stage is one module with a `main(argv)` function and its usage in the
+module docstring.
+"""
+
+import importlib
+import sys
+
+STAGES = {
+    "slice": "d2nwg.export_slice",
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        lines = ["usage: python3 -m d2nwg <stage> [options]", "", "stages:"]
+        for name, module in STAGES.items():
+            doc = (importlib.import_module(module).__doc__ or "").strip().splitlines()
+            lines.append(f"  {name:<12} {doc[0] if doc else ''}")
+        print("\n".join(lines))
+        return 0
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"unknown stage {stage!r}; choose one of: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    return importlib.import_module(STAGES[stage]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

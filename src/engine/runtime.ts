@@ -1,0 +1,124 @@
+// Runtime choice in one place. `selectBackend` tries backends one at a time,
+// proving each by creating a real session on it, so the backend it reports is
+// the one that ran (a session given several providers would not say which).
+
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+
+export const BACKENDS = ['webgpu', 'wasm', 'cpu'] as const;
+export type Backend = (typeof BACKENDS)[number];
+export type BackendRequest = 'auto' | Backend;
+
+export function parseBackendRequest(value: string): BackendRequest {
+  if (value === 'auto' || (BACKENDS as readonly string[]).includes(value)) {
+    return value as BackendRequest;
+  }
+  throw new Error(`unknown backend "${value}"; choose one of auto, ${BACKENDS.join(', ')}`);
+}
+
+/** What we use of an ONNX Runtime package: onnxruntime-web in the page, onnxruntime-node in Node. */
+export interface OrtPackage {
+  InferenceSession: {
+    create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>;
+  };
+  Tensor: typeof Tensor;
+}
+
+/** One place that can run graphs: the page's worker or a Node process. */
+export interface RuntimeHost {
+  readonly name: 'browser' | 'node';
+  readonly ort: OrtPackage;
+  /** The backends this host offers, in the order `auto` tries them. */
+  readonly preference: readonly Backend[];
+  /** Null when `backend` may work here; otherwise why it cannot (for example, no WebGPU adapter). */
+  unavailableReason(backend: Backend): Promise<string | null>;
+}
+
+export interface BackendAttempt {
+  readonly backend: Backend;
+  readonly error: string;
+}
+
+export interface SelectedBackend {
+  readonly backend: Backend;
+  /** Backends tried before this one, and why each failed. */
+  readonly skipped: readonly BackendAttempt[];
+  readonly host: RuntimeHost;
+  /** Creates a session on the selected backend only. */
+  createSession(model: Uint8Array): Promise<InferenceSession>;
+}
+
+export class BackendUnavailableError extends Error {
+  constructor(
+    readonly request: BackendRequest,
+    readonly attempts: readonly BackendAttempt[],
+  ) {
+    super(
+      `no backend could run the model (asked for ${request}): ` +
+        attempts.map((a) => `${a.backend}: ${a.error}`).join('; '),
+    );
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+/**
+ * One line for people: whitespace collapsed, and the C++ source location and
+ * failed assertion that native ONNX Runtime errors start with removed.
+ */
+export function errorMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message
+    .replace(/\s+/g, ' ')
+    .replace(/^\/\S+\.(?:cc|cpp|h):\d+ .*? was false\. /, '')
+    .trim();
+}
+
+function sessionOptions(backend: Backend): InferenceSession.SessionOptions {
+  return { executionProviders: [backend], graphOptimizationLevel: 'all' };
+}
+
+/**
+ * Picks the backend for `request` on `host` by opening `probeModel` on each
+ * candidate in turn. `auto` tries the host's preference order (WebGPU first);
+ * a named backend is tried alone. Returns the backend that opened the model
+ * and that model's session.
+ */
+export async function selectBackend(
+  request: BackendRequest,
+  host: RuntimeHost,
+  probeModel: Uint8Array,
+): Promise<{ selected: SelectedBackend; probeSession: InferenceSession }> {
+  const candidates: readonly Backend[] = request === 'auto' ? host.preference : [request];
+  const attempts: BackendAttempt[] = [];
+  for (const backend of candidates) {
+    const reason = host.preference.includes(backend)
+      ? await host.unavailableReason(backend)
+      : `not offered in ${host.name} (offered: ${host.preference.join(', ')})`;
+    if (reason !== null) {
+      attempts.push({ backend, error: reason });
+      continue;
+    }
+    try {
+      const probeSession = await host.ort.InferenceSession.create(
+        probeModel,
+        sessionOptions(backend),
+      );
+      const selected: SelectedBackend = {
+        backend,
+        skipped: [...attempts],
+        host,
+        createSession: (model) => host.ort.InferenceSession.create(model, sessionOptions(backend)),
+      };
+      return { selected, probeSession };
+    } catch (error) {
+      attempts.push({ backend, error: errorMessage(error) });
+    }
+  }
+  throw new BackendUnavailableError(request, attempts);
+}
+
+/** A one-line description for people: "wasm (webgpu skipped: no adapter)". */
+export function describeBackend(selected: Pick<SelectedBackend, 'backend' | 'skipped'>): string {
+  if (selected.skipped.length === 0) return selected.backend;
+  const why = selected.skipped.map((a) => `${a.backend} skipped: ${a.error}`).join('; ');
+  return `${selected.backend} (${why})`;
+}

@@ -1,0 +1,24 @@
+import { StrictMode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { App } from './app/App';
+import { backendFromQuery } from './app/backendChoice';
+import { StoreContext } from './app/context';
+import { createAppStore } from './app/store';
+import { startWorker, type WorkerClient } from './worker/client';
+import './styles.css';
+
+let client: WorkerClient | null = null;
+const store = createAppStore({
+  client: () => (client ??= startWorker()),
+  releaseUrl: `${import.meta.env.BASE_URL}release/`,
+});
+
+const root = document.getElementById('root');
+if (root === null) throw new Error('index.html has no #root element');
+createRoot(root).render(
+  <StrictMode>
+    <StoreContext value={store}>
+      <App initialBackend={backendFromQuery(window.location.search)} />
+    </StoreContext>
+  </StrictMode>,
+);
