@@ -1,5 +1,5 @@
 import { cpSync, createReadStream, existsSync, statSync } from 'node:fs';
-import { basename, extname, join, normalize, resolve } from 'node:path';
+import { extname, join, normalize, relative, resolve } from 'node:path';
 import react from '@vitejs/plugin-react';
 import { defaultClientConditions, defineConfig, type Connect, type Plugin } from 'vite';
 
@@ -27,15 +27,16 @@ const contentTypes: Record<string, string> = {
  * - `release`: the factory's committed release folder (graphs, manifests);
  * - `ort`: onnxruntime-web's wasm runtime, loaded at run time rather than
  *   bundled, so that its thread workers start from its own script and not
- *   from our worker's bundle.
+ *   from our worker's bundle;
+ * - `tfjs`: tfjs-backend-wasm's .wasm files (found through setWasmPaths).
  */
-function serveFolder(prefix: string, dir: string, include: (name: string) => boolean): Plugin {
+function serveFolder(prefix: string, dir: string, include: (path: string) => boolean): Plugin {
   const middleware: Connect.NextHandleFunction = (req, res, next) => {
-    const relative = normalize(decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/'));
-    const file = join(dir, relative);
+    const requestPath = normalize(decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/'));
+    const file = join(dir, requestPath);
     if (
       !file.startsWith(dir) ||
-      !include(basename(file)) ||
+      !include(relative(dir, file)) ||
       !existsSync(file) ||
       !statSync(file).isFile()
     ) {
@@ -53,7 +54,7 @@ function serveFolder(prefix: string, dir: string, include: (name: string) => boo
     writeBundle(options) {
       cpSync(dir, join(options.dir ?? 'dist', prefix), {
         recursive: true,
-        filter: (source) => statSync(source).isDirectory() || include(basename(source)),
+        filter: (source) => source === dir || include(relative(dir, source)),
       });
     },
   };
@@ -65,8 +66,11 @@ export default defineConfig({
   plugins: [
     react(),
     serveFolder('release', resolve(here, 'models/release'), () => true),
-    serveFolder('ort', resolve(here, 'node_modules/onnxruntime-web/dist'), (name) =>
-      ortFiles.has(name),
+    serveFolder('ort', resolve(here, 'node_modules/onnxruntime-web/dist'), (path) =>
+      ortFiles.has(path),
+    ),
+    serveFolder('tfjs', resolve(here, 'node_modules/@tensorflow/tfjs-backend-wasm/dist'), (path) =>
+      /^[^/]+\.wasm$/.test(path),
     ),
   ],
   // onnxruntime-web's build that loads its wasm runtime from env.wasm.wasmPaths.

@@ -9,6 +9,7 @@ import sys
 
 STAGES = {
     "slice": "d2nwg.export_slice",
+    "fixtures": "d2nwg.export_fixtures",
 }
 
 

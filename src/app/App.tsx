@@ -1,9 +1,12 @@
 import { useEffect } from 'react';
 import type { BackendRequest } from '../engine/runtime';
+import { BACKEND_CHOICES } from './backendChoice';
 import { useAppStore } from './context';
+import { FeaturesCard } from './FeaturesCard';
 import { RuntimeSliceCard } from './RuntimeSliceCard';
 
 export function App({ initialBackend }: { initialBackend: BackendRequest }) {
+  const backendRequest = useAppStore((s) => s.backendRequest);
   const setBackendRequest = useAppStore((s) => s.setBackendRequest);
   const runSlice = useAppStore((s) => s.runSlice);
   useEffect(() => {
@@ -19,8 +22,23 @@ export function App({ initialBackend }: { initialBackend: BackendRequest }) {
           Neural-network weights generated for your image dataset, in your browser. Nothing leaves
           this page.
         </p>
+        <label>
+          Backend{' '}
+          <select
+            data-testid="backend-select"
+            value={backendRequest}
+            onChange={(e) => setBackendRequest(e.target.value as BackendRequest)}
+          >
+            {BACKEND_CHOICES.map((b) => (
+              <option key={b} value={b}>
+                {b}
+              </option>
+            ))}
+          </select>
+        </label>
       </header>
       <RuntimeSliceCard />
+      <FeaturesCard />
     </main>
   );
 }

@@ -1,17 +1,9 @@
-import { describeBackend, type BackendRequest } from '../engine/runtime';
-import { BACKEND_CHOICES } from './backendChoice';
+import { describeBackend } from '../engine/runtime';
 import { useAppStore } from './context';
-
-const STAGE_LABELS = {
-  loading: 'loading the graph',
-  'selecting-backend': 'opening a session',
-  running: 'running',
-} as const;
+import { describeProgress } from './progress';
 
 export function RuntimeSliceCard() {
-  const backendRequest = useAppStore((s) => s.backendRequest);
   const sliceRun = useAppStore((s) => s.sliceRun);
-  const setBackendRequest = useAppStore((s) => s.setBackendRequest);
   const runSlice = useAppStore((s) => s.runSlice);
 
   return (
@@ -21,29 +13,13 @@ export function RuntimeSliceCard() {
         A tiny network exported by the model factory runs in a worker and is compared with the
         output PyTorch recorded for the same input.
       </p>
-      <div className="controls">
-        <label>
-          Backend{' '}
-          <select
-            value={backendRequest}
-            onChange={(e) => setBackendRequest(e.target.value as BackendRequest)}
-            disabled={sliceRun.status === 'running'}
-          >
-            {BACKEND_CHOICES.map((b) => (
-              <option key={b} value={b}>
-                {b}
-              </option>
-            ))}
-          </select>
-        </label>
-        <button onClick={() => void runSlice()} disabled={sliceRun.status === 'running'}>
-          Run
-        </button>
-      </div>
+      <button onClick={() => void runSlice()} disabled={sliceRun.status === 'running'}>
+        Run again
+      </button>
       <div data-testid="slice-status" data-status={sliceRun.status} role="status">
         {sliceRun.status === 'idle' && 'Not run yet.'}
         {sliceRun.status === 'running' &&
-          `Running on ${sliceRun.backend}: ${STAGE_LABELS[sliceRun.stage]}…`}
+          `Running on ${sliceRun.backend}: ${describeProgress(sliceRun.progress)}…`}
         {sliceRun.status === 'error' && (
           <p className="error" data-testid="slice-error">
             Could not run on {sliceRun.backend}: {sliceRun.message}

@@ -4,44 +4,58 @@
 import { create, type StateCreator } from 'zustand';
 import type { BackendRequest } from '../engine/runtime';
 import type { SliceResult } from '../engine/slice';
-import type { SliceStage } from '../worker/protocol';
-import type { WorkerClient } from '../worker/client';
+import type { Progress, WorkerClient } from '../worker/client';
+import type { FeaturesResult } from '../worker/protocol';
 
-export type SliceRun =
+export type Run<R> =
   | { status: 'idle' }
-  | { status: 'running'; backend: BackendRequest; stage: SliceStage }
-  | { status: 'done'; result: SliceResult }
+  | { status: 'running'; backend: BackendRequest; progress: Progress }
+  | { status: 'done'; result: R }
   | { status: 'error'; backend: BackendRequest; message: string };
 
-export interface RuntimeSlice {
+export interface SettingsSlice {
   backendRequest: BackendRequest;
-  sliceRun: SliceRun;
   setBackendRequest(backend: BackendRequest): void;
+}
+
+export interface RuntimeSlice {
+  sliceRun: Run<SliceResult>;
   runSlice(): Promise<void>;
 }
 
+export interface FeaturesSlice {
+  featuresRun: Run<FeaturesResult>;
+  extractFeatures(files: readonly File[]): Promise<void>;
+}
+
+export type AppState = SettingsSlice & RuntimeSlice & FeaturesSlice;
+
 export interface AppDependencies {
   client: () => WorkerClient;
+  /** URL of the committed release folder, with a trailing slash. */
   releaseUrl: string;
 }
 
-export type AppState = RuntimeSlice;
+type Slice<T> = StateCreator<AppState, [], [], T>;
+
+const createSettingsSlice: Slice<SettingsSlice> = (set) => ({
+  backendRequest: 'auto',
+  setBackendRequest: (backendRequest) => set({ backendRequest }),
+});
 
 const createRuntimeSlice =
-  (deps: AppDependencies): StateCreator<AppState, [], [], RuntimeSlice> =>
+  (deps: AppDependencies): Slice<RuntimeSlice> =>
   (set, get) => ({
-    backendRequest: 'auto',
     sliceRun: { status: 'idle' },
-    setBackendRequest: (backendRequest) => set({ backendRequest }),
     runSlice: async () => {
       const backend = get().backendRequest;
-      set({ sliceRun: { status: 'running', backend, stage: 'loading' } });
+      const running = (progress: Progress) =>
+        set({ sliceRun: { status: 'running', backend, progress } });
+      running({ stage: 'loading', done: 0, total: 1 });
       try {
         const result = await deps
           .client()
-          .runSlice(backend, `${deps.releaseUrl}slice/`, (stage) =>
-            set({ sliceRun: { status: 'running', backend, stage } }),
-          );
+          .request({ type: 'run-slice', backend, releaseUrl: `${deps.releaseUrl}slice/` }, running);
         set({ sliceRun: { status: 'done', result } });
       } catch (error) {
         set({ sliceRun: { status: 'error', backend, message: (error as Error).message } });
@@ -49,6 +63,40 @@ const createRuntimeSlice =
     },
   });
 
+const createFeaturesSlice =
+  (deps: AppDependencies): Slice<FeaturesSlice> =>
+  (set, get) => ({
+    featuresRun: { status: 'idle' },
+    extractFeatures: async (files) => {
+      const backend = get().backendRequest;
+      const running = (progress: Progress) =>
+        set({ featuresRun: { status: 'running', backend, progress } });
+      running({ stage: 'decoding', done: 0, total: files.length });
+      try {
+        const images = await Promise.all(
+          files.map(async (file) => ({ name: file.name, bytes: await file.arrayBuffer() })),
+        );
+        const result = await deps.client().request(
+          {
+            type: 'extract-features',
+            backend,
+            backboneUrl: `${deps.releaseUrl}backbone/`,
+            images,
+          },
+          running,
+          images.map((image) => image.bytes),
+        );
+        set({ featuresRun: { status: 'done', result } });
+      } catch (error) {
+        set({ featuresRun: { status: 'error', backend, message: (error as Error).message } });
+      }
+    },
+  });
+
 export function createAppStore(deps: AppDependencies) {
-  return create<AppState>()((...a) => ({ ...createRuntimeSlice(deps)(...a) }));
+  return create<AppState>()((...a) => ({
+    ...createSettingsSlice(...a),
+    ...createRuntimeSlice(deps)(...a),
+    ...createFeaturesSlice(deps)(...a),
+  }));
 }

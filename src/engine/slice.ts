@@ -1,6 +1,7 @@
 // The runtime slice: the factory's tiny seeded MLP, run on a chosen backend and
 // compared with the output PyTorch recorded for the same input.
 
+import { maxAbsDifference } from './compare';
 import { readJson, readVerified, type FileSource } from './files';
 import { array, integer, number, object, parse, string } from './schema';
 import {
@@ -73,14 +74,6 @@ export async function loadSlice(source: FileSource): Promise<SliceFiles> {
     manifest.trace_file,
   );
   return { manifest, graph, trace };
-}
-
-export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++)
-    worst = Math.max(worst, Math.abs((a[i] ?? NaN) - (b[i] ?? NaN)));
-  return worst;
 }
 
 export async function runSlice(

@@ -1,21 +1,31 @@
 // The page's handle on the worker: one promise per request, progress by callback.
 
-import type { BackendRequest } from '../engine/runtime';
-import type { SliceResult } from '../engine/slice';
-import type { SliceStage, WorkerEvent, WorkerRequest } from './protocol';
+import type { ResultEvent, Stage, WorkerEvent, WorkerRequest } from './protocol';
+
+export type Progress = { stage: Stage; done: number; total: number };
+
+type RequestBody = WorkerRequest extends infer R
+  ? R extends WorkerRequest
+    ? Omit<R, 'requestId'>
+    : never
+  : never;
+
+type ResultFor<R extends RequestBody> = R['type'] extends 'run-slice'
+  ? Extract<ResultEvent, { type: 'slice-result' }>['result']
+  : Extract<ResultEvent, { type: 'features-result' }>['result'];
 
 interface Pending {
-  resolve: (result: SliceResult) => void;
+  resolve: (event: ResultEvent) => void;
   reject: (error: Error) => void;
-  onStage: (stage: SliceStage) => void;
+  onProgress: (progress: Progress) => void;
 }
 
 export interface WorkerClient {
-  runSlice(
-    backend: BackendRequest,
-    releaseUrl: string,
-    onStage: (stage: SliceStage) => void,
-  ): Promise<SliceResult>;
+  request<R extends RequestBody>(
+    body: R,
+    onProgress?: (progress: Progress) => void,
+    transfer?: Transferable[],
+  ): Promise<ResultFor<R>>;
 }
 
 export function createWorkerClient(worker: Worker): WorkerClient {
@@ -27,16 +37,15 @@ export function createWorkerClient(worker: Worker): WorkerClient {
     if (entry === undefined) return;
     switch (event.type) {
       case 'progress':
-        entry.onStage(event.stage);
-        break;
-      case 'slice-result':
-        pending.delete(event.requestId);
-        entry.resolve(event.result);
+        entry.onProgress({ stage: event.stage, done: event.done, total: event.total });
         break;
       case 'error':
         pending.delete(event.requestId);
         entry.reject(new Error(event.message));
         break;
+      default:
+        pending.delete(event.requestId);
+        entry.resolve(event);
     }
   };
   worker.onerror = (event) => {
@@ -45,12 +54,15 @@ export function createWorkerClient(worker: Worker): WorkerClient {
     pending.clear();
   };
   return {
-    runSlice(backend, releaseUrl, onStage) {
+    request(body, onProgress = () => {}, transfer = []) {
       const requestId = nextId++;
-      const request: WorkerRequest = { type: 'run-slice', requestId, backend, releaseUrl };
-      return new Promise<SliceResult>((resolve, reject) => {
-        pending.set(requestId, { resolve, reject, onStage });
-        worker.postMessage(request);
+      return new Promise((resolve, reject) => {
+        pending.set(requestId, {
+          resolve: (event) => resolve(event.result as never),
+          reject,
+          onProgress,
+        });
+        worker.postMessage({ ...body, requestId } as WorkerRequest, transfer);
       });
     },
   };

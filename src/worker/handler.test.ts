@@ -1,59 +1,133 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { maxRelativeDifference } from '../engine/compare';
 import { directorySource, nodeHost } from '../engine/node-host';
-import { createSerialHandler, handleRequest } from './handler';
-import type { WorkerEvent } from './protocol';
+import { fixturesDir, type BackboneTrace } from '../node/backbone-trace';
+import { decodeImage } from '../node/images';
+import { nodeTf } from '../node/tf-node';
+import { createHandler } from './handler';
+import type { ImageFile, WorkerEvent, WorkerRequest } from './protocol';
 
 const releaseDir = fileURLToPath(new URL('../../models/release/', import.meta.url));
 
-async function run(releaseUrl: string): Promise<WorkerEvent[]> {
+function nodeHandler() {
   const events: WorkerEvent[] = [];
-  await handleRequest(
-    { type: 'run-slice', requestId: 7, backend: 'cpu', releaseUrl },
-    {
-      host: nodeHost,
-      post: (event) => events.push(event),
-      source: (url) => directorySource(releaseDir + url),
+  const handle = createHandler({
+    host: nodeHost,
+    features: {
+      decode: (bytes, name) => decodeImage(new Uint8Array(bytes), name),
+      tf: () => nodeTf(),
     },
-  );
-  return events;
+    post: (event) => events.push(event),
+    source: (url) => directorySource(releaseDir + url),
+  });
+  return { events, handle };
 }
+
+function fixtureImages(): ImageFile[] {
+  return readdirSync(join(fixturesDir, 'images'))
+    .sort()
+    .map((name) => {
+      const bytes = readFileSync(join(fixturesDir, 'images', name));
+      return { name, bytes: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) };
+    });
+}
+
+const stages = (events: WorkerEvent[]) =>
+  events.map((e) => (e.type === 'progress' ? e.stage : e.type));
 
 describe('worker request handling', () => {
   it('answers run-slice with its stages in order, then one result', async () => {
-    const events = await run('slice');
-    expect(events.map((e) => (e.type === 'progress' ? e.stage : e.type))).toEqual([
-      'loading',
-      'selecting-backend',
-      'slice-result',
-    ]);
+    const { events, handle } = nodeHandler();
+    await handle({ type: 'run-slice', requestId: 7, backend: 'cpu', releaseUrl: 'slice' });
+    expect(stages(events)).toEqual(['loading', 'selecting-backend', 'slice-result']);
     expect(events.every((e) => e.requestId === 7)).toBe(true);
     const last = events.at(-1);
     expect(last?.type === 'slice-result' && last.result.passed).toBe(true);
   });
 
   it('turns a missing release folder into an error event, not a crash', async () => {
-    const events = await run('no-such-release');
+    const { events, handle } = nodeHandler();
+    await handle({
+      type: 'run-slice',
+      requestId: 1,
+      backend: 'cpu',
+      releaseUrl: 'no-such-release',
+    });
     const last = events.at(-1);
     expect(last?.type).toBe('error');
     expect(last?.type === 'error' && last.message).toMatch(/no-such-release.*manifest\.json/);
   });
-});
 
-describe('serial request handling', () => {
   it('answers overlapping requests one after the other, each completely', async () => {
-    const events: WorkerEvent[] = [];
-    const handle = createSerialHandler({
-      host: nodeHost,
-      post: (event) => events.push(event),
-      source: (url) => directorySource(releaseDir + url),
+    const { events, handle } = nodeHandler();
+    const request = (requestId: number): WorkerRequest => ({
+      type: 'run-slice',
+      requestId,
+      backend: 'cpu',
+      releaseUrl: 'slice',
     });
-    const releaseUrl = 'slice';
-    await Promise.all([
-      handle({ type: 'run-slice', requestId: 1, backend: 'cpu', releaseUrl }),
-      handle({ type: 'run-slice', requestId: 2, backend: 'cpu', releaseUrl }),
-    ]);
+    await Promise.all([handle(request(1)), handle(request(2))]);
     expect(events.map((e) => e.requestId)).toEqual([1, 1, 1, 2, 2, 2]);
     expect(events.filter((e) => e.type === 'slice-result')).toHaveLength(2);
+  });
+
+  it('extracts the recorded backbone features of the fixture images', async () => {
+    const trace = JSON.parse(
+      readFileSync(join(fixturesDir, 'backbone-trace.json'), 'utf8'),
+    ) as BackboneTrace;
+    const { events, handle } = nodeHandler();
+    const images = fixtureImages();
+    await handle({
+      type: 'extract-features',
+      requestId: 3,
+      backend: 'auto',
+      backboneUrl: 'backbone',
+      images,
+    });
+    const last = events.at(-1);
+    if (last?.type !== 'features-result')
+      throw new Error(`expected a result, got ${JSON.stringify(last)}`);
+    expect(last.result.backend).toBe('wasm');
+    expect(last.result.images.map((i) => i.name)).toEqual(images.map((i) => i.name));
+    for (const image of last.result.images) {
+      expect(maxRelativeDifference(image.features, trace.features[image.name] ?? [])).toBeLessThan(
+        1e-4,
+      );
+    }
+    const extracting = events.filter((e) => e.type === 'progress' && e.stage === 'extracting');
+    expect(extracting.at(-1)).toMatchObject({ done: images.length, total: images.length });
+  });
+
+  it('names the file that is not an image, and keeps working afterwards', async () => {
+    const { events, handle } = nodeHandler();
+    const notAnImage = new TextEncoder().encode('just text').buffer;
+    await handle({
+      type: 'extract-features',
+      requestId: 4,
+      backend: 'auto',
+      backboneUrl: 'backbone',
+      images: [...fixtureImages().slice(0, 1), { name: 'notes.txt', bytes: notAnImage }],
+    });
+    expect(events.at(-1)).toMatchObject({ type: 'error', requestId: 4 });
+    expect(events.at(-1)?.type === 'error' && events.at(-1)).toMatchObject({
+      message: expect.stringMatching(/^notes\.txt: not a readable image/),
+    });
+    await handle({ type: 'run-slice', requestId: 5, backend: 'cpu', releaseUrl: 'slice' });
+    expect(events.at(-1)?.type).toBe('slice-result');
+  });
+
+  it('refuses an empty image list with a message', async () => {
+    const { events, handle } = nodeHandler();
+    await handle({
+      type: 'extract-features',
+      requestId: 6,
+      backend: 'auto',
+      backboneUrl: 'backbone',
+      images: [],
+    });
+    expect(events.at(-1)).toEqual({ type: 'error', requestId: 6, message: 'no images were given' });
   });
 });

@@ -1,15 +1,18 @@
 /// <reference lib="webworker" />
+import { decodeImageInBrowser } from '../engine/web-images';
 import { configureWebRuntime, webHost } from '../engine/web-host';
-import { createSerialHandler } from './handler';
+import { configureWebTf, webTf } from '../engine/web-tf';
+import { createHandler } from './handler';
 import type { WorkerEvent, WorkerRequest } from './protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
-configureWebRuntime({
-  wasmPaths: new URL(`${import.meta.env.BASE_URL}ort/`, scope.location.href).href,
-});
+const base = new URL(import.meta.env.BASE_URL, scope.location.href);
+configureWebRuntime({ wasmPaths: new URL('ort/', base).href });
+configureWebTf({ wasmPaths: new URL('tfjs/', base).href });
 
-const handle = createSerialHandler({
+const handle = createHandler({
   host: webHost,
+  features: { decode: decodeImageInBrowser, tf: webTf },
   post: (event: WorkerEvent) => scope.postMessage(event),
 });
 

@@ -1,0 +1,66 @@
+"""Write the small test images that the TypeScript parity tests feed to the backbone.
+
+Deterministic drawings that cover what preprocessing must handle: transparency
+(a glyph on a transparent background), a wide and a tall image (letterboxing),
+a tiny image (upsampling) and a large one (antialiased downsampling).
+
+Usage (from `models/`):
+
+    /usr/bin/python3 -m d2nwg fixtures [--out DIR]
+
+Writes PNGs into DIR (default: `fixtures/images`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .config import MODELS_DIR
+
+
+def drawings() -> dict[str, Image.Image]:
+    rng = np.random.default_rng(7)
+    glyph = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(glyph)
+    draw.ellipse((12, 8, 52, 56), outline=(20, 20, 160, 255), width=7)
+    draw.line((20, 50, 46, 14), fill=(200, 30, 30, 200), width=5)
+
+    wide = np.zeros((60, 150, 3), dtype=np.uint8)
+    wide[..., 0] = np.linspace(0, 255, 150, dtype=np.uint8)[None, :]
+    wide[..., 1] = np.linspace(255, 0, 60, dtype=np.uint8)[:, None]
+    wide[20:40, 60:90, 2] = 255
+
+    tall = np.full((90, 36, 3), 255, dtype=np.uint8)
+    tall[::6] = (0, 120, 0)
+    tall[:, 10:14] = (90, 40, 10)
+
+    tiny = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+
+    large = np.zeros((480, 640, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:480, 0:640]
+    large[..., 0] = ((xx // 8 + yy // 8) % 2 * 255).astype(np.uint8)
+    large[..., 1] = (xx * 255 // 639).astype(np.uint8)
+    large[..., 2] = (yy * 255 // 479).astype(np.uint8)
+
+    return {
+        "glyph-rgba.png": glyph,
+        "wide.png": Image.fromarray(wide),
+        "tall.png": Image.fromarray(tall),
+        "tiny.png": Image.fromarray(tiny),
+        "large-checker.png": Image.fromarray(large),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m d2nwg fixtures", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=MODELS_DIR / "fixtures" / "images")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, image in drawings().items():
+        image.save(args.out / name, format="PNG", optimize=False)
+    print(f"wrote {len(drawings())} images to {args.out}")
+    return 0
