@@ -1,14 +1,27 @@
 # The two commands of the README, and what they stand on.
-.PHONY: app test setup
+.PHONY: app test setup data zoo
+
+PY := cd models && /usr/bin/python3 -m d2nwg
 
 # Serve the app on the committed release models: http://127.0.0.1:4173
 app: setup
 	npm run build
 	npm run preview -- --host 127.0.0.1 --port 4173 --strictPort
 
-# Every test: typecheck, lint, unit, factory, e2e.
+# Every test: typecheck, lint, unit, factory (with the tiny pipeline), e2e.
 test:
 	bash scripts/test.sh
 
 setup:
 	bash scripts/setup.sh
+
+# The factory's data, from scratch or resumed: datasets from Debian packages,
+# backbone features (computed by the TypeScript engine), few-shot baselines.
+data: setup
+	$(PY) datasets
+	$(PY) features
+	$(PY) baselines
+
+# The model zoos, from the datasets and their features.
+zoo: data
+	$(PY) zoo

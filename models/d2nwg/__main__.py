@@ -9,7 +9,11 @@ import sys
 
 STAGES = {
     "slice": "d2nwg.export_slice",
+    "datasets": "d2nwg.datasets",
     "fixtures": "d2nwg.export_fixtures",
+    "features": "d2nwg.features",
+    "baselines": "d2nwg.baselines",
+    "zoo": "d2nwg.zoo",
 }
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 CONFIG_DIR = MODELS_DIR / "configs"
 RELEASE_DIR = MODELS_DIR / "release"
+DATA_DIR = MODELS_DIR / "data"  # committed dataset registry and contact sheet
+REPO_DIR = MODELS_DIR.parent
 
 T = TypeVar("T")
 
@@ -36,6 +39,11 @@ def load_config(default: T, stage: str, name: str | None) -> T:
         choices = sorted(p.stem for p in (CONFIG_DIR / stage).glob("*.json"))
         raise FileNotFoundError(f"no config {name!r} for stage {stage!r}; choose one of {choices}")
     return apply_overrides(default, json.loads(path.read_text()))
+
+
+def cache_dir() -> Path:
+    """Where built artifacts too big to commit live: $D2NWG_CACHE, else `.cache/` at the repository root."""
+    return Path(os.environ.get("D2NWG_CACHE") or REPO_DIR / ".cache")
 
 
 def as_dict(config: Any) -> dict[str, Any]:

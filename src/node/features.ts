@@ -3,10 +3,12 @@
 // runs, and written where Python reads them. Resumable: a dataset whose cached
 // features were made from the same images, backbone and preprocessing is skipped.
 //
-// Usage: npm run features -- [--data .cache/data] [--out .cache/features] [--only PREFIX] [--batch 16]
+// Usage: npm run features -- [--data .cache/data] [--out .cache/features/data] [--only PREFIX]
+//                            [--partition seen|unseen] [--shard K/N] [--batch 16]
 //
 // Writes, per dataset, <out>/<backbone id>/<dataset id>/features.npy ([N, D]
-// float32, rows in index.json image order) and meta.json.
+// float32, rows in index.json image order) and meta.json. The default --out is
+// <cache>/features/<name of the --data folder>.
 
 import {
   existsSync,
@@ -18,7 +20,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { extractFeatures, loadBackbone, type Backbone } from '../engine/backbone';
 import { directorySource } from '../engine/node-host';
@@ -111,6 +113,14 @@ export async function cacheDatasetFeatures(
   return 'computed';
 }
 
+function datasetPartition(dataRoot: string, datasetId: string): string {
+  return (
+    JSON.parse(readFileSync(join(dataRoot, datasetId, 'index.json'), 'utf8')) as {
+      partition: string;
+    }
+  ).partition;
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
@@ -118,17 +128,26 @@ async function main() {
         type: 'string',
         default: join(process.env.D2NWG_CACHE ?? join(repoRoot, '.cache'), 'data'),
       },
-      out: {
-        type: 'string',
-        default: join(process.env.D2NWG_CACHE ?? join(repoRoot, '.cache'), 'features'),
-      },
+      out: { type: 'string' },
       backbone: { type: 'string', default: join(repoRoot, 'models/release/backbone') },
       only: { type: 'string', default: '' },
+      partition: { type: 'string', default: '' },
+      shard: { type: 'string', default: '1/1' },
       batch: { type: 'string', default: '16' },
     },
   });
   const dataRoot = resolve(values.data);
-  const datasets = findDatasets(dataRoot).filter((id) => id.startsWith(values.only));
+  const outRoot = resolve(values.out ?? join(dirname(dataRoot), 'features', basename(dataRoot)));
+  // --shard K/N takes every N-th dataset from the K-th: N processes share the work.
+  const [shard, shards] = values.shard.split('/').map(Number) as [number, number];
+  if (!(shards >= 1 && shard >= 1 && shard <= shards)) {
+    process.stderr.write(`--shard must be K/N with 1 ≤ K ≤ N, got ${values.shard}\n`);
+    process.exit(2);
+  }
+  const datasets = findDatasets(dataRoot)
+    .filter((id) => id.startsWith(values.only))
+    .filter((id) => values.partition === '' || datasetPartition(dataRoot, id) === values.partition)
+    .filter((_, i) => i % shards === shard - 1);
   if (datasets.length === 0) {
     process.stderr.write(`no datasets under ${dataRoot}; run the factory's datasets stage first\n`);
     process.exit(1);
@@ -144,7 +163,7 @@ async function main() {
     const t = performance.now();
     const outcome = await cacheDatasetFeatures(
       dataRoot,
-      resolve(values.out),
+      outRoot,
       id,
       backbone,
       Number(values.batch),

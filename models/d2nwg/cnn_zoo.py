@@ -1,0 +1,583 @@
+"""The CNN zoo's models: small CNNs on 28×28 grayscale images, trained a population at a time.
+
+Images of a built dataset (format: `data/store.py`) are letterboxed, shrunk
+to 28×28, made grayscale and, when on white, inverted, so ink is high and
+background 0 as in MNIST; the converted images of a dataset are cached as
+`<cache>/cnn28/<content hash>.v<CONVERSION>.npy` (uint8, index.json order).
+
+Two architectures, named so the generator can be conditioned on them; each
+has a `layout()` (PyTorch-style parameter names and shapes, in the order a
+flat weight vector is cut into named tensors):
+
+    cnn-s  2,464 parameters, the small CNN of the model-zoo benchmark
+           (Schürholt et al. 2022): conv 5×5 1→8, max-pool 2, tanh,
+           conv 5×5 8→6, max-pool 2, tanh, conv 2×2 6→4, tanh,
+           flatten 4·3·3=36, fc 36→20, tanh, fc 20→10 (no padding:
+           28→24→12→8→4→3).
+    cnn-w  11,018 parameters, wider and better: conv 3×3 1→16, max-pool 2,
+           tanh, conv 3×3 16→24, max-pool 2, tanh, conv 3×3 24→24,
+           max-pool 2, tanh (padding 1: 28→14→7→3), flatten 24·3·3=216,
+           fc 216→10. (With global average pooling instead of the last
+           pool and flatten, 32 channels and fc 32→10, it reached only 0.88
+           held-out accuracy where this one reaches 0.98.)
+
+tanh, as in the model zoo's tanh zoos, not GELU: on glyph-letter subsets
+GELU was no better beyond the spread over seeds and 25% slower; bounded
+activations also keep slightly-off generated weights from blowing up.
+
+A population is P models trained at once, each with its own dataset, its own
+initialisation (from its arch and seed, so one seed starts from the same
+weights on every dataset, as in the model zoo) and its own data order and
+augmentation (from seed, dataset and classes). Their parameters are stacked
+along a leading model axis; convolutions run as one grouped convolution
+(groups=P, the models' inputs stacked along channels) and dense layers as one
+batched matmul. Each model takes the same steps as when trained alone: a model
+whose epoch has fewer batches sits out the extra steps (masked loss, and
+`PopulationAdam` leaves it untouched), so a population reproduces
+`train_alone`, the plain nn.Module loop, up to float rounding: weights agree
+to 1e-7 after 2 epochs; through Adam the rounding grows to ~0.05 on single
+weights after 30 epochs, with the same held-out accuracy.
+
+Measured speed-up (`python3 -m d2nwg.cnn_zoo benchmark --arch A --epochs 30`:
+P=20 models, 10 glyph-letter 10-class subsets × 2 seeds, 300 train images
+each, the full recipe, 1 thread, on a 2-core machine shared with a dataset
+build; training wall seconds per model, evaluation not included):
+
+    cnn-s  population 0.54 s, alone 0.87 s: 1.6× faster
+    cnn-w  population 1.68 s, alone 2.24 s: 1.3× faster
+
+Both are bound by convolution arithmetic, which grouping does not make
+cheaper on one CPU core (a grouped conv costs about what P small ones do);
+the population saves the per-step overhead of autograd, the optimizer and
+Python, which is larger for the smaller cnn-s.
+
+Usage (from `models/`), to measure it again:
+
+    /usr/bin/python3 -m d2nwg.cnn_zoo benchmark [--arch cnn-s] [--models 20] [--epochs 30] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .config import cache_dir
+from .data import store
+from .data.spec import derive_seed
+
+IMAGE_SIDE = 28
+CONVERSION = 1  # bump when to_grayscale_28 changes: it names the cached arrays
+CLASSES = 10  # every zoo model is a 10-way classifier
+
+
+# ---------------------------------------------------------------------------
+# Images: PNG → 28×28 ink-on-black, cached per dataset
+
+
+def background_is_dark(image: Image.Image) -> bool:
+    """Whether a grayscale image's outermost pixel ring is mostly dark (bright ink on black)."""
+    pixels = np.asarray(image)
+    ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return bool(np.median(ring) < 128)
+
+
+def to_grayscale_28(png_path: Path | str, dark_background: bool | None = None) -> np.ndarray:
+    """[28, 28] float32 in [0, 1], ink high and background 0: letterboxed, antialiased down to 28 px.
+
+    Images on white are inverted; images that are already bright on black
+    (the Fashion-MNIST and 8×8-digits benchmarks keep their own polarity)
+    are not. `dark_background` None: judged from this image's border.
+    """
+    image = Image.open(png_path).convert("L")
+    if dark_background is None:
+        dark_background = background_is_dark(image)
+    side = max(image.size)
+    square = Image.new("L", (side, side), 0 if dark_background else 255)
+    square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    # PIL widens the bilinear kernel by the shrink factor, so this averages every source pixel.
+    small = np.asarray(square.resize((IMAGE_SIDE, IMAGE_SIDE), Image.BILINEAR), dtype=np.float32)
+    return (small if dark_background else 255 - small) / 255.0
+
+
+def _converted_images(dataset_id: str, data_root: Path, index: dict, cache_root: Path) -> np.ndarray:
+    """uint8 [N, 28, 28] of every image of index.json, in its order; converted once per content hash.
+
+    The polarity is decided once per dataset, by the majority of its images'
+    borders, so an odd dark-framed image does not come out inverted.
+    """
+    path = cache_root / "cnn28" / f"{index['content_hash']}.v{CONVERSION}.npy"
+    if path.exists():
+        images = np.load(path)
+        if images.shape == (len(index["images"]), IMAGE_SIDE, IMAGE_SIDE):
+            return images
+    files = [store.dataset_dir(data_root, dataset_id) / entry["file"] for entry in index["images"]]
+    dark = [background_is_dark(Image.open(f).convert("L")) for f in files]
+    dark_background = sum(dark) * 2 > len(dark)
+    images = np.stack([np.round(to_grayscale_28(f, dark_background) * 255).astype(np.uint8) for f in files])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # workers may convert the same dataset
+    np.save(partial, images)
+    os.replace(partial, path)
+    return images
+
+
+def load_dataset_28(
+    dataset_id: str, data_root: Path | str, classes: list[int] | tuple[int, ...] | None = None,
+    cache_root: Path | str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train [N, 1, 28, 28] float32, y_train [N] int64, x_test, y_test) of one dataset.
+
+    With `classes`, only those class indices, labelled 0.. in the order given;
+    `cache_root` is the cache directory (default `config.cache_dir()`).
+    """
+    data_root = Path(data_root)
+    index = store.read_index(data_root, dataset_id)
+    if index is None:
+        raise FileNotFoundError(f"{dataset_id} is not built under {data_root}")
+    images = _converted_images(dataset_id, data_root, index, Path(cache_root) if cache_root else cache_dir())
+    labels = np.array([entry["class_index"] for entry in index["images"]], dtype=np.int64)
+    is_train = np.array([entry["split"] == "train" for entry in index["images"]])
+    chosen = list(range(len(index["classes"]))) if classes is None else list(classes)
+    relabel = np.full(len(index["classes"]), -1, dtype=np.int64)
+    relabel[chosen] = np.arange(len(chosen))
+    new_labels = relabel[labels]
+    out = []
+    for train in (True, False):
+        mask = (is_train == train) & (new_labels >= 0)
+        out += [(images[mask].astype(np.float32) / 255.0)[:, None], new_labels[mask]]
+    return out[0], out[1], out[2], out[3]
+
+
+def cnn_datasets(
+    data_root: Path | str, min_train_per_class: int, subsets_per_dataset: int = 3, seed: int = 20250124
+) -> list[tuple[str, tuple[int, ...]]]:
+    """The (dataset id, 10 class indices) the zoo trains on, from seen datasets only.
+
+    A seen dataset with exactly 10 classes is taken whole; one with more gives
+    up to `subsets_per_dataset` disjoint 10-class subsets of a seeded shuffle
+    of its classes (sorted within a subset). Classes with fewer than
+    `min_train_per_class` train images do not count.
+    """
+    chosen = []
+    for path in sorted(Path(data_root).rglob("index.json")):
+        index = json.loads(path.read_text())
+        if index["partition"] != "seen":
+            continue
+        train_counts = np.bincount(
+            [i["class_index"] for i in index["images"] if i["split"] == "train"], minlength=len(index["classes"])
+        )
+        usable = [c for c, n in enumerate(train_counts) if n >= min_train_per_class]
+        if len(index["classes"]) == CLASSES and len(usable) == CLASSES:
+            chosen.append((index["dataset_id"], tuple(usable)))
+        elif len(index["classes"]) > CLASSES and len(usable) >= CLASSES:
+            order = np.random.default_rng(derive_seed(seed, "cnn-subsets", index["dataset_id"])).permutation(usable)
+            for k in range(min(subsets_per_dataset, len(usable) // CLASSES)):
+                subset = order[k * CLASSES : (k + 1) * CLASSES]
+                chosen.append((index["dataset_id"], tuple(sorted(int(c) for c in subset))))
+    return sorted(chosen)
+
+
+# ---------------------------------------------------------------------------
+# Architectures
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    padding: int
+    pool: int  # max-pool window after the convolution; 1: none
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    name: str
+    in_features: int
+    out_features: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CnnArch:
+    """conv → max-pool → tanh per Conv, then flatten (C, H, W), then Dense layers with tanh between."""
+
+    name: str
+    convs: tuple[Conv, ...]
+    dense: tuple[Dense, ...]
+
+    def layout(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(parameter name, shape) in flat-vector order, as an nn.Module of this arch names them."""
+        out: list[tuple[str, tuple[int, ...]]] = []
+        for c in self.convs:
+            out += [(f"{c.name}.weight", (c.out_channels, c.in_channels, c.kernel, c.kernel))]
+            out += [(f"{c.name}.bias", (c.out_channels,))]
+        for d in self.dense:
+            out += [(f"{d.name}.weight", (d.out_features, d.in_features)), (f"{d.name}.bias", (d.out_features,))]
+        return out
+
+    def parameter_count(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.layout())
+
+
+ARCHS = {
+    "cnn-s": CnnArch(
+        "cnn-s",
+        (Conv("conv1", 1, 8, 5, 0, 2), Conv("conv2", 8, 6, 5, 0, 2), Conv("conv3", 6, 4, 2, 0, 1)),
+        (Dense("fc1", 36, 20), Dense("fc2", 20, CLASSES)),
+    ),
+    "cnn-w": CnnArch(
+        "cnn-w",
+        (Conv("conv1", 1, 16, 3, 1, 2), Conv("conv2", 16, 24, 3, 1, 2), Conv("conv3", 24, 24, 3, 1, 2)),
+        (Dense("fc", 216, CLASSES),),
+    ),
+}
+
+
+def get_arch(name: str) -> CnnArch:
+    if name not in ARCHS:
+        raise KeyError(f"unknown CNN architecture {name!r}; choose one of {sorted(ARCHS)}")
+    return ARCHS[name]
+
+
+def init_params(arch: CnnArch, seed: int) -> dict[str, torch.Tensor]:
+    """PyTorch's default init (U(±1/√fan_in) for weights and biases), drawn from the arch and seed alone."""
+    generator = torch.Generator().manual_seed(derive_seed("cnn-init", arch.name, seed) % 2**63)
+    shapes = dict(arch.layout())
+    params = {}
+    for name, shape in shapes.items():
+        fan_in = math.prod(shapes[name.rsplit(".", 1)[0] + ".weight"][1:])
+        params[name] = (torch.rand(shape, generator=generator) * 2 - 1) / math.sqrt(fan_in)
+    return params
+
+
+class CnnModule(torch.nn.Module):
+    """One model of an arch as a plain nn.Module: the reference the population is checked and timed against."""
+
+    def __init__(self, arch: CnnArch):
+        super().__init__()
+        self.arch = arch
+        for c in arch.convs:
+            self.add_module(c.name, torch.nn.Conv2d(c.in_channels, c.out_channels, c.kernel, padding=c.padding))
+        for d in arch.dense:
+            self.add_module(d.name, torch.nn.Linear(d.in_features, d.out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, 28, 28] → [B, 10]
+        h = x
+        for c in self.arch.convs:
+            h = getattr(self, c.name)(h)
+            h = torch.tanh(F.max_pool2d(h, c.pool) if c.pool > 1 else h)
+        h = h.flatten(1)
+        for i, d in enumerate(self.arch.dense):
+            h = getattr(self, d.name)(h)
+            h = torch.tanh(h) if i < len(self.arch.dense) - 1 else h
+        return h
+
+
+def population_forward(arch: CnnArch, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits [P, B, 10] of P models with params[name] [P, *shape], each on its own images x [P, B, 1, 28, 28]."""
+    models, batch = x.shape[:2]
+    h = x.transpose(0, 1).reshape(batch, models * x.shape[2], *x.shape[3:])  # [B, P·C, H, W]
+    h = h.contiguous(memory_format=torch.channels_last)  # max-pool over many channels is 10× faster so
+    for c in arch.convs:
+        w, b = params[f"{c.name}.weight"], params[f"{c.name}.bias"]
+        w = w.reshape(models * c.out_channels, *w.shape[2:])
+        h = F.conv2d(h, w, b.reshape(-1), padding=c.padding, groups=models)
+        h = torch.tanh(F.max_pool2d(h, c.pool) if c.pool > 1 else h)
+    h = h.reshape(batch, models, -1).transpose(0, 1)  # [P, B, features], each model's flatten order (C, H, W)
+    for i, d in enumerate(arch.dense):
+        h = torch.baddbmm(params[f"{d.name}.bias"][:, None, :], h, params[f"{d.name}.weight"].transpose(1, 2))
+        h = torch.tanh(h) if i < len(arch.dense) - 1 else h
+    return h
+
+
+def predict(arch: CnnArch | str, tensors: dict[str, np.ndarray], x: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Logits [N, 10] of one model given by its named tensors, on images x [N, 1, 28, 28]."""
+    arch = get_arch(arch) if isinstance(arch, str) else arch
+    params = {
+        name: torch.tensor(np.asarray(tensors[name], np.float32)).reshape(1, *shape)
+        for name, shape in arch.layout()
+    }
+    logits = np.zeros((len(x), CLASSES), np.float32)
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            images = torch.as_tensor(np.asarray(x[i : i + chunk], np.float32))[None]  # a population of one
+            logits[i : i + chunk] = population_forward(arch, params, images)[0].numpy()
+    return logits
+
+
+# ---------------------------------------------------------------------------
+# Training: one recipe, one model alone or a population at once
+
+
+@dataclasses.dataclass(frozen=True)
+class CnnRecipe:
+    """How every CNN of the zoo is trained (one fixed recipe)."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-2  # Adam, no weight decay; 3e-3 left cnn-w at 0.70 held-out accuracy after 30 epochs
+    batch_size: int = 32
+    shift_px: int = 2  # augmentation: each training image moves by a random whole-pixel shift in [-2, 2]² (zero fill)
+    snapshot_epochs: int = 10  # the parameters after each of the last this many epochs are saved
+
+    def snapshots(self) -> range:
+        return range(max(1, self.epochs - self.snapshot_epochs + 1), self.epochs + 1)
+
+
+def data_seed(seed: int, dataset_id: str, classes: tuple[int, ...] | None) -> int:
+    return derive_seed("cnn-data", seed, dataset_id, classes)
+
+
+def epoch_plan(rng: np.random.Generator, count: int, shift_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch of one model: its images in a fresh order, and each one's (dy, dx) shift."""
+    order = rng.permutation(count)
+    return order, rng.integers(-shift_px, shift_px + 1, size=(count, 2))
+
+
+def shift_images(x: torch.Tensor, shifts: torch.Tensor, shift_px: int) -> torch.Tensor:
+    """x [N, 1, 28, 28] moved by shifts [N, 2] (dy, dx) whole pixels, with zeros (background) coming in."""
+    if shift_px == 0:
+        return x
+    padded = F.pad(x[:, 0], (shift_px,) * 4)
+    grid = torch.arange(IMAGE_SIDE)
+    rows = grid[None, :] - shifts[:, :1] + shift_px  # [N, 28]
+    cols = grid[None, :] - shifts[:, 1:] + shift_px
+    n = torch.arange(len(x))[:, None, None]
+    return padded[n, rows[:, :, None], cols[:, None, :]][:, None]
+
+
+def train_alone(
+    arch: CnnArch, x_train: np.ndarray, y_train: np.ndarray, init_seed: int, order_seed: int, recipe: CnnRecipe
+) -> dict[int, dict[str, torch.Tensor]]:
+    """One model with the plain nn.Module loop and torch.optim.Adam; {epoch: named parameters} at snapshot epochs."""
+    model = CnnModule(arch)
+    model.load_state_dict(init_params(arch, init_seed))
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
+    rng = np.random.default_rng(order_seed)
+    x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    snapshots = {}
+    for epoch in range(1, recipe.epochs + 1):
+        order, shifts = epoch_plan(rng, len(y), recipe.shift_px)
+        for start in range(0, len(y), recipe.batch_size):
+            batch = torch.from_numpy(order[start : start + recipe.batch_size])
+            shift = torch.from_numpy(shifts[start : start + recipe.batch_size])
+            images = shift_images(x[batch], shift, recipe.shift_px)
+            loss = F.cross_entropy(model(images), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if epoch in recipe.snapshots():
+            snapshots[epoch] = {name: p.detach().clone() for name, p in model.state_dict().items()}
+    return snapshots
+
+
+class PopulationAdam:
+    """torch.optim.Adam (no weight decay) on stacked parameters [P, ...]; only models that took a batch move."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(len(params[0]), dtype=torch.float64)  # per model
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:  # active [P] bool
+        beta1, beta2 = self.betas
+        self.steps += active
+        steps = self.steps.clamp(min=1)
+        step_size = (self.lr / (1 - beta1**steps)).float()  # [P]; bias corrections as in torch.optim.Adam
+        correction2_sqrt = (1 - beta2**steps).sqrt().float()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            moving = active.view(shape)
+            g = p.grad
+            m.copy_(torch.where(moving, m * beta1 + g * (1 - beta1), m))
+            v.copy_(torch.where(moving, v * beta2 + g * g * (1 - beta2), v))
+            denom = v.sqrt() / correction2_sqrt.view(shape) + self.eps
+            p.sub_(torch.where(moving, step_size.view(shape) * m / denom, torch.zeros(())))
+
+
+def _stack_padded(arrays: list[np.ndarray]) -> torch.Tensor:
+    out = np.zeros((len(arrays), max(len(a) for a in arrays)) + arrays[0].shape[1:], dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return torch.from_numpy(out)
+
+
+def train_population(
+    arch: CnnArch, x_trains: list[np.ndarray], y_trains: list[np.ndarray],
+    init_seeds: list[int], order_seeds: list[int], recipe: CnnRecipe,
+) -> dict[int, dict[str, torch.Tensor]]:
+    """P models at once, model p as train_alone(arch, x_trains[p], ...); {epoch: named parameters [P, ...]}."""
+    models = len(x_trains)
+    inits = [init_params(arch, s) for s in init_seeds]
+    params = {name: torch.stack([init[name] for init in inits]).requires_grad_() for name, _ in arch.layout()}
+    optimizer = PopulationAdam(list(params.values()), lr=recipe.learning_rate)
+    rngs = [np.random.default_rng(s) for s in order_seeds]
+    x, y = _stack_padded(x_trains), _stack_padded(y_trains)  # [P, Nmax, 1, 28, 28], [P, Nmax]
+    counts = [len(a) for a in y_trains]
+    batch = recipe.batch_size
+    steps = max(math.ceil(n / batch) for n in counts)
+    model_index = torch.arange(models)[:, None]
+    snapshots = {}
+    for epoch in range(1, recipe.epochs + 1):
+        plans = [epoch_plan(rng, n, recipe.shift_px) for rng, n in zip(rngs, counts)]
+        order = _stack_padded([p[0] for p in plans])  # [P, Nmax]; padding slots point at image 0 and are masked
+        shifts = _stack_padded([p[1] for p in plans])
+        taken = torch.from_numpy(np.arange(order.shape[1])[None, :] < np.array(counts)[:, None]).float()
+        for step in range(steps):
+            window = slice(step * batch, (step + 1) * batch)
+            index, weight = order[:, window], taken[:, window]  # [P, B]
+            images = shift_images(x[model_index, index].flatten(0, 1), shifts[:, window].flatten(0, 1), recipe.shift_px)
+            logits = population_forward(arch, params, images.view(models, -1, *images.shape[1:]))
+            labels = y[model_index, index].flatten()
+            loss = F.cross_entropy(logits.flatten(0, 1), labels, reduction="none").view(models, -1)  # [P, B]
+            # Sum over models of each model's mean batch loss: every model gets exactly its own gradient.
+            loss = ((loss * weight).sum(1) / weight.sum(1).clamp(min=1)).sum()
+            for p in params.values():
+                p.grad = None
+            loss.backward()
+            optimizer.step(weight.sum(1) > 0)
+        if epoch in recipe.snapshots():
+            snapshots[epoch] = {name: p.detach().clone() for name, p in params.items()}
+    return snapshots
+
+
+def population_accuracy(
+    arch: CnnArch, params: dict[str, torch.Tensor], xs: list[np.ndarray], ys: list[np.ndarray], chunk: int = 256
+) -> list[float]:
+    """Accuracy of each of P models (params [P, ...]) on its own images xs[p]."""
+    x, y = _stack_padded(xs), _stack_padded(ys)
+    correct = torch.zeros(len(xs))
+    with torch.no_grad():
+        for start in range(0, x.shape[1], chunk):
+            logits = population_forward(arch, params, x[:, start : start + chunk])
+            hits = (logits.argmax(-1) == y[:, start : start + chunk]).float()
+            valid = torch.arange(start, start + hits.shape[1])[None, :] < torch.tensor([len(a) for a in ys])[:, None]
+            correct += (hits * valid).sum(1)
+    return [float(c) / max(1, len(a)) for c, a in zip(correct, ys)]
+
+
+# ---------------------------------------------------------------------------
+# The job the zoo stage runs (picklable in, plain records out)
+
+
+@dataclasses.dataclass(frozen=True)
+class CnnJob:
+    job_id: str
+    arch: str
+    members: tuple[tuple[str, tuple[int, ...] | None, int], ...]  # (dataset id, 10 class indices or None: all 10, seed)
+    data_root: str
+    cache_root: str  # the cache directory; converted images go to <cache_root>/cnn28/
+    recipe: CnnRecipe = CnnRecipe()
+
+
+def train_cnn_job(job: CnnJob) -> list[dict]:
+    """Trains the job's members as one population; one record per member and snapshot epoch.
+
+    Records: model_id, dataset_id, classes (class indices in label order),
+    class_names, arch, seed, epoch, tensors ({name: float32 array} in
+    layout order), train_accuracy (un-augmented train split),
+    heldout_accuracy (test split), train_images, heldout_images, wall_s
+    (the population's training time divided by its size).
+    """
+    arch = get_arch(job.arch)
+    data_root = Path(job.data_root)
+    members = []  # (dataset id, class tuple, seed); None spelled out, so both spellings draw the same data order
+    datasets: dict[tuple[str, tuple[int, ...]], tuple] = {}
+    names: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+    for dataset_id, classes, seed in job.members:
+        index = store.read_index(data_root, dataset_id)
+        if index is None:
+            raise FileNotFoundError(f"{dataset_id} is not built under {data_root}")
+        chosen = tuple(range(len(index["classes"]))) if classes is None else tuple(int(c) for c in classes)
+        if len(chosen) != CLASSES:
+            raise ValueError(f"{dataset_id}: a zoo CNN needs {CLASSES} classes, got {len(chosen)}")
+        if (dataset_id, chosen) not in datasets:
+            datasets[(dataset_id, chosen)] = load_dataset_28(dataset_id, data_root, chosen, job.cache_root)
+            names[(dataset_id, chosen)] = [index["classes"][c]["name"] for c in chosen]
+        members.append((dataset_id, chosen, seed))
+    data = [datasets[(d, c)] for d, c, _ in members]
+    started = time.monotonic()
+    snapshots = train_population(
+        arch, [d[0] for d in data], [d[1] for d in data], [s for *_, s in members],
+        [data_seed(s, d, c) for d, c, s in members], job.recipe,
+    )
+    wall_s = (time.monotonic() - started) / len(members)
+    records = []
+    for epoch, params in snapshots.items():
+        train_accuracy = population_accuracy(arch, params, [d[0] for d in data], [d[1] for d in data])
+        heldout_accuracy = population_accuracy(arch, params, [d[2] for d in data], [d[3] for d in data])
+        for m, (dataset_id, classes, seed) in enumerate(members):
+            records.append({
+                "model_id": f"{job.job_id}-m{m:03d}-s{seed}-e{epoch:03d}",
+                "dataset_id": dataset_id,
+                "classes": list(classes),
+                "class_names": names[(dataset_id, classes)],
+                "arch": arch.name,
+                "seed": seed,
+                "epoch": epoch,
+                "tensors": {name: params[name][m].numpy().copy() for name, _ in arch.layout()},
+                "train_accuracy": train_accuracy[m],
+                "heldout_accuracy": heldout_accuracy[m],
+                "train_images": len(data[m][1]),
+                "heldout_images": len(data[m][3]),
+                "wall_s": wall_s,
+            })
+    return records
+
+
+# ---------------------------------------------------------------------------
+# Speed-up measurement
+
+
+def benchmark(arch_name: str, dataset_ids: list[tuple[str, tuple[int, ...]]], seeds: list[int], data_root: Path,
+              cache_root: Path, recipe: CnnRecipe) -> dict:
+    """Wall seconds per model: every (dataset, seed) trained as one population, then each alone."""
+    arch = get_arch(arch_name)
+    members = [(d, c, s) for d, c in dataset_ids for s in seeds]
+    data = {(d, c): load_dataset_28(d, data_root, c, cache_root) for d, c in dataset_ids}
+    xs, ys = [data[(d, c)][0] for d, c, _ in members], [data[(d, c)][1] for d, c, _ in members]
+    order_seeds = [data_seed(s, d, c) for d, c, s in members]
+    started = time.monotonic()
+    train_population(arch, xs, ys, [s for *_, s in members], order_seeds, recipe)
+    population_s = (time.monotonic() - started) / len(members)
+    started = time.monotonic()
+    for x, y, (_, _, s), o in zip(xs, ys, members, order_seeds):
+        train_alone(arch, x, y, s, o, recipe)
+    alone_s = (time.monotonic() - started) / len(members)
+    return {"arch": arch_name, "models": len(members), "epochs": recipe.epochs, "threads": torch.get_num_threads(),
+            "population_s_per_model": population_s, "alone_s_per_model": alone_s, "speedup": alone_s / population_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m d2nwg.cnn_zoo", description="population vs one-at-a-time speed")
+    parser.add_argument("command", choices=["benchmark"])
+    parser.add_argument("--data", type=Path, default=cache_dir() / "data")
+    parser.add_argument("--arch", default="cnn-s", choices=sorted(ARCHS))
+    parser.add_argument("--models", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=CnnRecipe().epochs)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    datasets = cnn_datasets(args.data, min_train_per_class=10)[: math.ceil(args.models / args.seeds)]
+    recipe = CnnRecipe(epochs=args.epochs, snapshot_epochs=1)
+    result = benchmark(args.arch, datasets, list(range(args.seeds)), args.data, cache_dir(), recipe)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
