@@ -1,24 +1,29 @@
-"""Write the small test images that the TypeScript parity tests feed to the backbone.
+"""Write the fixtures the TypeScript tests replay: backbone test images and recorded DDIM runs.
 
 Deterministic drawings that cover what preprocessing must handle: transparency
 (a glyph on a transparent background), a wide and a tall image (letterboxing),
 a tiny image (upsampling) and a large one (antialiased downsampling).
 
+The DDIM traces (`ddim-trace.json`) record short runs of the sampler with a
+synthetic ε, every step's outputs included, for two schedules and η values.
+
 Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg fixtures [--out DIR]
 
-Writes PNGs into DIR (default: `fixtures/images`).
+Writes PNGs into DIR/images and DIR/ddim-trace.json (default DIR: `fixtures`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from . import ddim
 from .config import MODELS_DIR
 
 
@@ -57,10 +62,20 @@ def drawings() -> dict[str, Image.Image]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg fixtures", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=MODELS_DIR / "fixtures" / "images")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR / "fixtures")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "images").mkdir(parents=True, exist_ok=True)
     for name, image in drawings().items():
-        image.save(args.out / name, format="PNG", optimize=False)
-    print(f"wrote {len(drawings())} images to {args.out}")
+        image.save(args.out / "images" / name, format="PNG", optimize=False)
+    (args.out / "ddim-trace.json").write_text(json.dumps(ddim_traces()) + "\n")
+    print(f"wrote {len(drawings())} images and {len(ddim_traces())} DDIM traces to {args.out}")
     return 0
+
+
+def ddim_traces() -> list[dict]:
+    return [
+        ddim.trace(ddim.NoiseSchedule(beta_schedule="linear"), steps=5, eta=0.0, seed=1, shape=(2, 3)),
+        ddim.trace(ddim.NoiseSchedule(beta_schedule="cosine"), steps=4, eta=0.5, seed=2, shape=(3, 2)),
+        ddim.trace(ddim.NoiseSchedule(beta_schedule="scaled_linear", beta_start=8.5e-4, beta_end=1.2e-2),
+                   steps=3, eta=1.0, seed=3, shape=(4,)),
+    ]
