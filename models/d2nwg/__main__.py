@@ -14,6 +14,8 @@ STAGES = {
     "features": "d2nwg.features",
     "baselines": "d2nwg.baselines",
     "zoo": "d2nwg.zoo",
+    "zoo-report": "d2nwg.zoo_report",
+    "zoo-reference": "d2nwg.zoo_reference",
 }
 
 

@@ -85,32 +85,41 @@ class HeadJob:
     job_hash: str
 
 
-def run_head_job(job: HeadJob) -> dict:
-    """Trains one chunk of tasks and writes its shard (runs in a dask worker)."""
+def run_shard(out_dir: str, job_id: str, hash_: str, train) -> dict:
+    """Runs `train() → (rows, tensors)` unless the shard exists with this job hash, then writes it."""
     import torch
 
-    torch.set_num_threads(1)
-    out = Path(job.out_dir)
-    if zoo_store.shard_done(out, job.job_id, job.job_hash):
-        return {"job_id": job.job_id, "skipped": True}
+    torch.set_num_threads(1)  # one dask worker, one core
+    out = Path(out_dir)
+    if zoo_store.shard_done(out, job_id, hash_):
+        return {"job_id": job_id, "skipped": True}
     started = time.monotonic()
-    dataset_ids = sorted({d for task in job.tasks for d, _ in task.classes})
-    features = {d: load_features(d, Path(job.data_root), Path(job.features_root)) for d in dataset_ids}
-    records = train_heads(list(job.tasks), features, job.recipe, job.seed)
-    rows, tensors = [], {}
-    for r in records:
-        task = r["task"]
-        rows.append({
-            "model_id": r["model_id"], "family": task.family, "arch": f"linear-{r['weight'].shape[1]}",
-            "task_id": task.task_id, "dataset_ids": sorted({d for d, _ in task.classes}),
-            "classes": [f"{d}#{i}" for d, i in task.classes], "class_names": list(task.class_names),
-            "fewshot": task.fewshot, "seed": r["seed"], "epoch": r["epoch"],
-            "train_accuracy": r["train_accuracy"], "heldout_accuracy": r["heldout_accuracy"],
-            "train_images": r["train_images"], "heldout_images": r["heldout_images"], "wall_s": r["wall_s"],
-        })
-        tensors[r["model_id"]] = {"weight": r["weight"], "bias": r["bias"]}
-    zoo_store.write_shard(out, job.job_id, job.job_hash, rows, tensors)
-    return {"job_id": job.job_id, "skipped": False, "models": len(rows), "wall_s": time.monotonic() - started}
+    rows, tensors = train()
+    zoo_store.write_shard(out, job_id, hash_, rows, tensors)
+    return {"job_id": job_id, "skipped": False, "models": len(rows), "wall_s": time.monotonic() - started}
+
+
+def run_head_job(job: HeadJob) -> dict:
+    """Trains one chunk of tasks and writes its shard (runs in a dask worker)."""
+
+    def train() -> tuple[list[dict], dict]:
+        dataset_ids = sorted({d for task in job.tasks for d, _ in task.classes})
+        features = {d: load_features(d, Path(job.data_root), Path(job.features_root)) for d in dataset_ids}
+        rows, tensors = [], {}
+        for r in train_heads(list(job.tasks), features, job.recipe, job.seed):
+            task = r["task"]
+            rows.append({
+                "model_id": r["model_id"], "family": task.family, "arch": f"linear-{r['weight'].shape[1]}",
+                "task_id": task.task_id, "dataset_ids": sorted({d for d, _ in task.classes}),
+                "classes": [f"{d}#{i}" for d, i in task.classes], "class_names": list(task.class_names),
+                "fewshot": task.fewshot, "seed": r["seed"], "epoch": r["epoch"],
+                "train_accuracy": r["train_accuracy"], "heldout_accuracy": r["heldout_accuracy"],
+                "train_images": r["train_images"], "heldout_images": r["heldout_images"], "wall_s": r["wall_s"],
+            })
+            tensors[r["model_id"]] = {"weight": r["weight"], "bias": r["bias"]}
+        return rows, tensors
+
+    return run_shard(job.out_dir, job.job_id, job.job_hash, train)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,27 +131,22 @@ class CnnShardJob:
 
 def run_cnn_job(shard: CnnShardJob) -> dict:
     """Trains one population of CNNs and writes its shard (runs in a dask worker)."""
-    import torch
 
-    torch.set_num_threads(1)
-    out = Path(shard.out_dir)
-    job = shard.job
-    if zoo_store.shard_done(out, job.job_id, shard.job_hash):
-        return {"job_id": job.job_id, "skipped": True}
-    started = time.monotonic()
-    rows, tensors = [], {}
-    for r in train_cnn_job(job):
-        rows.append({
-            "model_id": r["model_id"], "family": r["dataset_id"].split("/")[0], "arch": r["arch"],
-            "task_id": f"{r['dataset_id']}:{','.join(map(str, r['classes']))}", "dataset_ids": [r["dataset_id"]],
-            "classes": [f"{r['dataset_id']}#{c}" for c in r["classes"]], "class_names": r["class_names"],
-            "fewshot": False, "seed": r["seed"], "epoch": r["epoch"], "train_accuracy": r["train_accuracy"],
-            "heldout_accuracy": r["heldout_accuracy"], "train_images": r["train_images"],
-            "heldout_images": r["heldout_images"], "wall_s": r["wall_s"],
-        })
-        tensors[r["model_id"]] = r["tensors"]
-    zoo_store.write_shard(out, job.job_id, shard.job_hash, rows, tensors)
-    return {"job_id": job.job_id, "skipped": False, "models": len(rows), "wall_s": time.monotonic() - started}
+    def train() -> tuple[list[dict], dict]:
+        rows, tensors = [], {}
+        for r in train_cnn_job(shard.job):
+            rows.append({
+                "model_id": r["model_id"], "family": r["dataset_id"].split("/")[0], "arch": r["arch"],
+                "task_id": f"{r['dataset_id']}:{','.join(map(str, r['classes']))}", "dataset_ids": [r["dataset_id"]],
+                "classes": [f"{r['dataset_id']}#{c}" for c in r["classes"]], "class_names": r["class_names"],
+                "fewshot": False, "seed": r["seed"], "epoch": r["epoch"], "train_accuracy": r["train_accuracy"],
+                "heldout_accuracy": r["heldout_accuracy"], "train_images": r["train_images"],
+                "heldout_images": r["heldout_images"], "wall_s": r["wall_s"],
+            })
+            tensors[r["model_id"]] = r["tensors"]
+        return rows, tensors
+
+    return run_shard(shard.out_dir, shard.job.job_id, shard.job_hash, train)
 
 
 def cnn_jobs(config: ZooConfig, data_root: Path, out_dir: Path) -> list[CnnShardJob]:
@@ -226,6 +230,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (one thread each)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     config = load_config(ZooConfig(), "zoo", args.config)
     data_root = cache_dir() / config.data_name
     features_root = features_root_for(data_root)

@@ -31,7 +31,7 @@ def cache(tmp_path_factory) -> Path:
     stage(cache, "datasets", "--config", "tiny")
     stage(cache, "features", "--data", str(cache / "data-tiny"))
     stage(cache, "baselines", "--config", "tiny")
-    stage(cache, "zoo", "--config", "tiny", "--family", "head")
+    stage(cache, "zoo", "--config", "tiny")
     return cache
 
 
@@ -87,7 +87,23 @@ def test_head_zoo_heads_beat_chance_on_held_out_images_and_use_only_seen_classes
     assert checkpoint["bias"].shape == (len(rows[0]["classes"]),)
 
 
+def test_cnn_zoo_saves_the_last_epochs_of_every_run_and_fits_its_training_images(cache):
+    folder = cache / "zoo-tiny" / "cnns"
+    rows = zoo_store.read_table(folder)
+    runs = {(r["task_id"], r["arch"], r["seed"]) for r in rows}
+    assert {r["arch"] for r in rows} == {"cnn-s", "cnn-w"}
+    assert len(rows) == len(runs) * 10  # the last 10 epochs of each run
+    assert {r["epoch"] for r in rows} == set(range(3, 13))
+    last = [r for r in rows if r["epoch"] == 12]
+    # Three training images per class in the tiny build: enough to fit, too few to judge generalisation
+    # (population training beats chance on held-out images in test_cnn_zoo.py).
+    assert np.mean([r["train_accuracy"] for r in last]) > 0.5
+    checkpoint = zoo_store.load_checkpoint(folder, rows[0])
+    assert sum(v.size for v in checkpoint.values()) in (2464, 11018)
+
+
 def test_zoo_build_resumes_without_retraining(cache):
-    result = stage(cache, "zoo", "--config", "tiny", "--family", "head")
+    result = stage(cache, "zoo", "--config", "tiny")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["heads"]["jobs_trained"] == 0
+    assert summary["cnns"]["jobs_trained"] == 0
