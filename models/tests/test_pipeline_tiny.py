@@ -39,6 +39,11 @@ def dataset_ids(cache: Path) -> list[str]:
     return [json.loads(p.read_text())["dataset_id"] for p in sorted((cache / "data-tiny").rglob("index.json"))]
 
 
+def ids_on_side(cache: Path, partition: str) -> set[str]:
+    indexes = [json.loads(p.read_text()) for p in (cache / "data-tiny").rglob("index.json")]
+    return {index["dataset_id"] for index in indexes if index["partition"] == partition}
+
+
 def test_every_dataset_has_one_feature_row_per_image(cache):
     ids = dataset_ids(cache)
     assert len(ids) >= 7
@@ -59,9 +64,7 @@ def test_feature_cache_is_resumable(cache):
 
 def test_baselines_cover_every_unseen_dataset_and_beat_chance(cache):
     report = json.loads((cache / "data-tiny" / "baselines.json").read_text())
-    unseen = [d for d in dataset_ids(cache) if json.loads(
-        (cache / "data-tiny").joinpath(*d.split("/"), "index.json").read_text())["partition"] == "unseen"]
-    assert sorted(r["dataset_id"] for r in report["results"]) == sorted(unseen)
+    assert sorted(r["dataset_id"] for r in report["results"]) == sorted(ids_on_side(cache, "unseen"))
     for result in report["results"]:
         five = result["shots"]["5"] if "5" in result["shots"] else None
         if five is None or "skipped" in five:
@@ -76,8 +79,7 @@ def test_head_zoo_heads_beat_chance_on_held_out_images_and_use_only_seen_classes
     folder = cache / "zoo-tiny" / "heads"
     rows = zoo_store.read_table(folder)
     assert len(rows) == 24 * 2 * 2  # tasks × seeds × snapshots
-    seen = {d for d in dataset_ids(cache) if json.loads(
-        (cache / "data-tiny").joinpath(*d.split("/"), "index.json").read_text())["partition"] == "seen"}
+    seen = ids_on_side(cache, "seen")
     chance = np.mean([1 / len(r["classes"]) for r in rows])
     assert np.mean([r["heldout_accuracy"] for r in rows]) > chance + 0.2
     for row in rows:
@@ -100,6 +102,9 @@ def test_cnn_zoo_saves_the_last_epochs_of_every_run_and_fits_its_training_images
     assert np.mean([r["train_accuracy"] for r in last]) > 0.5
     checkpoint = zoo_store.load_checkpoint(folder, rows[0])
     assert sum(v.size for v in checkpoint.values()) in (2464, 11018)
+    seen = ids_on_side(cache, "seen")
+    for row in rows:
+        assert set(row["dataset_ids"]) <= seen
 
 
 def test_zoo_build_resumes_without_retraining(cache):
