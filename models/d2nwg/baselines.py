@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from .config import DATA_DIR, as_dict, cache_dir, load_config
-from .features import DatasetFeatures, load_features
+from .features import DatasetFeatures, built_datasets, load_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +148,6 @@ def evaluate_dataset(data: DatasetFeatures, config: BaselineConfig, c_one_shot: 
     return result
 
 
-def find_datasets(data_root: Path) -> list[tuple[str, str]]:
-    """(dataset id, partition) of every built dataset under data_root, sorted by id."""
-    found = []
-    for index_path in sorted(data_root.rglob("index.json")):
-        index = json.loads(index_path.read_text())
-        found.append((index["dataset_id"], index["partition"]))
-    return found
-
-
 def markdown(results: list[dict], config: BaselineConfig, c_one_shot: float, wall_s: float) -> str:
     lines = [
         "# Few-shot baselines on unseen datasets",
@@ -212,7 +203,7 @@ def _evaluate(job: tuple[str, str, BaselineConfig, float]) -> dict:
 
 def run(config: BaselineConfig, data_root: Path, out_dir: Path, workers: int = 2) -> list[dict]:
     started = time.monotonic()
-    datasets = find_datasets(data_root)
+    datasets = built_datasets(data_root)
     seen_ids = [d for d, p in datasets if p == "seen"]
     calibration = np.random.default_rng(config.seed).permutation(len(seen_ids))[: config.one_shot_calibration_datasets]
     seen = [load_features(seen_ids[i], data_root) for i in sorted(calibration)]

@@ -32,6 +32,15 @@ def features_root_for(data_root: Path) -> Path:
     return data_root.parent / "features" / data_root.name
 
 
+def built_datasets(data_root: Path) -> list[tuple[str, str]]:
+    """(dataset id, partition) of every built dataset under data_root, sorted by path."""
+    found = []
+    for index_path in sorted(data_root.rglob("index.json")):
+        index = json.loads(index_path.read_text())
+        found.append((index["dataset_id"], index["partition"]))
+    return found
+
+
 def backbone_id() -> str:
     return json.loads((RELEASE_DIR / "backbone" / "backbone.json").read_text())["id"]
 

@@ -30,7 +30,7 @@ import numpy as np
 from . import zoo_store
 from .config import RELEASE_DIR, as_dict, cache_dir, load_config
 from .data.spec import canonical_json
-from .features import features_root_for, load_features
+from .features import built_datasets, features_root_for, load_features
 from .cnn_zoo import CnnJob, CnnRecipe, cnn_datasets, train_cnn_job
 from .head_zoo import HeadRecipe, sample_tasks, train_heads
 
@@ -171,17 +171,8 @@ def cnn_jobs(config: ZooConfig, data_root: Path, out_dir: Path) -> list[CnnShard
     return jobs
 
 
-def seen_datasets(data_root: Path) -> list[str]:
-    ids = []
-    for index_path in sorted(data_root.rglob("index.json")):
-        index = json.loads(index_path.read_text())
-        if index["partition"] == "seen":
-            ids.append(index["dataset_id"])
-    return ids
-
-
 def head_jobs(config: ZooConfig, data_root: Path, features_root: Path, out_dir: Path) -> list[HeadJob]:
-    ids = seen_datasets(data_root)
+    ids = [d for d, partition in built_datasets(data_root) if partition == "seen"]
     datasets = [load_features(d, data_root, features_root) for d in ids]
     tasks = sample_tasks(datasets, config.head_tasks, config.head_fewshot_share, config.seed)
     hashes = {d.dataset_id: json.loads((data_root.joinpath(*d.dataset_id.split("/")) / "index.json").read_text())["content_hash"] for d in datasets}
