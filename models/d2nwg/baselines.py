@@ -75,10 +75,41 @@ def nearest_class_mean(x_support, y_support, x_query) -> np.ndarray:
     return classes[(x_query @ means.T).argmax(axis=1)]
 
 
-def fit_logistic(x, y, c: float) -> LogisticRegression:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return LogisticRegression(C=c, max_iter=500).fit(x, y)
+def row_space(x: np.ndarray) -> np.ndarray:
+    """An orthonormal basis [r, D] of the span of the rows of x.
+
+    The L2-regularised logistic-regression weights lie in the span of the
+    training features (representer theorem; the penalty is rotation-invariant),
+    so fitting on x @ basis.T gives the same decision function in r ≤ N
+    dimensions instead of D: several times fewer flops when N ≪ D = 1792.
+    """
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    return vt[s > s[0] * 1e-6]
+
+
+class LogisticHead:
+    """Logistic regression fitted in the row space of its training features."""
+
+    def __init__(self, c: float, warm_start: bool = False):
+        self.model = LogisticRegression(C=c, max_iter=500, warm_start=warm_start)
+        self.basis: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray, y: np.ndarray, c: float | None = None) -> "LogisticHead":
+        if self.basis is None:
+            self.basis = row_space(x)
+        if c is not None:
+            self.model.set_params(C=c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model.fit(x @ self.basis.T, y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x @ self.basis.T)
+
+
+def fit_logistic(x, y, c: float) -> LogisticHead:
+    return LogisticHead(c).fit(x, y)
 
 
 def choose_c(x, y, config: BaselineConfig, seed: int) -> float:
@@ -93,11 +124,9 @@ def choose_c(x, y, config: BaselineConfig, seed: int) -> float:
     grid = sorted(config.c_grid)
     scores = np.zeros(len(grid))
     for train, val in splitter.split(x, y):
-        model = LogisticRegression(C=grid[0], max_iter=500, warm_start=True)
+        model = LogisticHead(grid[0], warm_start=True)
         for i, c in enumerate(grid):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.set_params(C=c).fit(x[train], y[train])
+            model.fit(x[train], y[train], c)
             scores[i] += (model.predict(x[val]) == y[val]).mean()
     return grid[int(np.argmax(scores))]  # ties: the first, i.e. the strongest regularisation
 
@@ -148,7 +177,7 @@ def evaluate_dataset(data: DatasetFeatures, config: BaselineConfig, c_one_shot: 
     return result
 
 
-def markdown(results: list[dict], config: BaselineConfig, c_one_shot: float, wall_s: float) -> str:
+def markdown(results: list[dict], config: BaselineConfig, c_one_shot: float, wall_s: float, cached: int) -> str:
     lines = [
         "# Few-shot baselines on unseen datasets",
         "",
@@ -158,7 +187,8 @@ def markdown(results: list[dict], config: BaselineConfig, c_one_shot: float, wal
         f"C by {config.cv_folds}-fold cross-validation on the support set over {list(config.c_grid)};",
         f"at 1 shot C = {c_one_shot:g}, chosen on seen datasets' held-out images.",
         "",
-        f"Rebuild: `cd models && /usr/bin/python3 -m d2nwg baselines` ({wall_s:.0f} s on 2 cores).",
+        f"Rebuild: `cd models && /usr/bin/python3 -m d2nwg baselines` (this run: {wall_s:.0f} s on 2 cores for "
+        f"{len(results) - cached} datasets; {cached} were read from the cache of an earlier, interrupted run).",
         "",
         "| dataset | classes | queries | shots | NCM | LR |",
         "|---|---|---|---|---|---|",
@@ -194,11 +224,11 @@ def _evaluate(job: tuple[str, str, BaselineConfig, float]) -> dict:
     if path.exists():
         cached = json.loads(path.read_text())
         if cached["key"] == key:
-            return cached["result"]
+            return {**cached["result"], "from_cache": True}
     result = evaluate_dataset(data, config, c_one_shot)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "result": result}) + "\n")
-    return result
+    return {**result, "from_cache": False}
 
 
 def run(config: BaselineConfig, data_root: Path, out_dir: Path, workers: int = 2) -> list[dict]:
@@ -212,11 +242,13 @@ def run(config: BaselineConfig, data_root: Path, out_dir: Path, workers: int = 2
     jobs = [(d, str(data_root), config, c_one_shot) for d in unseen]
     with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
         results = pool.map(_evaluate, jobs)
+    cached = sum(r.pop("from_cache") for r in results)
     wall_s = time.monotonic() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "baselines.json").write_text(json.dumps(
-        {"config": as_dict(config), "one_shot_c": c_one_shot, "wall_s": round(wall_s, 1), "results": results}, indent=1) + "\n")
-    (out_dir / "BASELINES.md").write_text(markdown(results, config, c_one_shot, wall_s))
+        {"config": as_dict(config), "one_shot_c": c_one_shot, "wall_s": round(wall_s, 1), "datasets_from_cache": cached,
+         "results": results}, indent=1) + "\n")
+    (out_dir / "BASELINES.md").write_text(markdown(results, config, c_one_shot, wall_s, cached))
     return results
 
 
