@@ -16,6 +16,9 @@ STAGES = {
     "zoo": "d2nwg.zoo",
     "zoo-report": "d2nwg.zoo_report",
     "zoo-reference": "d2nwg.zoo_reference",
+    "train-generator": "d2nwg.train_generator",
+    "evaluate-generator": "d2nwg.evaluate_generator",
+    "export-generator": "d2nwg.export_generator",
 }
 
 

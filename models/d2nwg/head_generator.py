@@ -1,0 +1,118 @@
+"""Generating classifier heads from a trained checkpoint: support images → encoder → DDIM → VAE decoder.
+
+The sampling loop lives here, apart from training, and uses the shared
+scheduler (`ddim.py`) and noise source (`rng.py`) that the TypeScript engine
+replays: x_T is `Mulberry32(seed).normals(S·C·L)` reshaped to [S, C, L] (sample,
+class, latent), and η > 0 draws its noise from the same stream afterwards.
+Classifier-free guidance runs the denoiser on the conditional and the
+unconditional batch together: ε = ε_∅ + g (ε_c − ε_∅).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .ddim import NoiseSchedule, ddim_step, timesteps
+from .denoiser import Denoiser, DenoiserConfig
+from .head_tokens import TokenNorm, support_basis, unit_rows
+from .rng import Mulberry32
+from .set_encoder import EncoderConfig, SetEncoder
+from .weight_vae import VaeConfig, WeightVae
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    samples: int = 10
+    steps: int = 50
+    eta: float = 0.0
+    guidance: float = 1.0  # 1: plain conditional sampling; > 1 pushes further from the unconditional model
+    seed: int = 0
+    temperature: float = 1.0  # x_T is scaled by this: < 1 trades diversity for samples nearer the mode
+
+
+class HeadGenerator:
+    def __init__(self, checkpoint: dict):
+        self.checkpoint = checkpoint
+        self.vae = WeightVae(VaeConfig(**checkpoint["vae"]["config"]))
+        self.vae.load_state_dict(checkpoint["vae"]["state"])
+        self.encoder = SetEncoder(EncoderConfig(**checkpoint["encoder"]["config"]))
+        self.encoder.load_state_dict(checkpoint["encoder"]["state"])
+        self.denoiser = Denoiser(DenoiserConfig(**checkpoint["denoiser"]["config"]))
+        self.denoiser.load_state_dict(checkpoint["denoiser"]["state"])
+        for model in (self.vae, self.encoder, self.denoiser):
+            model.eval()
+        self.norm = TokenNorm(**checkpoint["token_norm"])
+        self.latent_scale = float(checkpoint["latent_scale"])
+        self.schedule = NoiseSchedule(**checkpoint["schedule"])
+
+    @staticmethod
+    def load(path: Path) -> "HeadGenerator":
+        return HeadGenerator(torch.load(path, map_location="cpu", weights_only=False))
+
+    @torch.no_grad()
+    def condition(self, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per class, its support features [K_c, D] (any K_c ≥ 1) → class tokens [C, d], dataset token [d]."""
+        classes, images = len(support), max(len(s) for s in support)
+        features = np.zeros((1, classes, images, support[0].shape[1]), dtype=np.float32)
+        image_mask = np.zeros((1, classes, images), dtype=np.float32)
+        for c, s in enumerate(support):
+            features[0, c, : len(s)] = unit_rows(s)
+            image_mask[0, c, : len(s)] = 1.0
+        class_tokens, dataset_token = self.encoder(
+            torch.from_numpy(features), torch.from_numpy(image_mask), torch.ones(1, classes))
+        return class_tokens[0], dataset_token[0]
+
+    def initial_noise(self, samples: int, classes: int, seed: int) -> tuple[np.ndarray, Mulberry32]:
+        rng = Mulberry32(seed)
+        latent = self.denoiser.config.latent_dim
+        return rng.normals(samples * classes * latent).reshape(samples, classes, latent), rng
+
+    @torch.no_grad()
+    def sample_latents(
+        self, class_tokens: torch.Tensor, dataset_token: torch.Tensor, settings: SamplingSettings,
+        noise: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """DDIM from x_T to latents [S, C, L] (unscaled: ready for the VAE decoder)."""
+        classes = class_tokens.shape[0]
+        x, rng = self.initial_noise(settings.samples, classes, settings.seed)
+        if noise is not None:
+            x = noise.astype(np.float64)
+        x = x * settings.temperature
+        s = settings.samples
+        guided = settings.guidance != 1.0
+        cls = class_tokens[None].expand(s, -1, -1)
+        ds = dataset_token[None].expand(s, -1)
+        scale = torch.ones(s)
+        if guided:
+            cls, ds, scale = torch.cat([cls, cls]), torch.cat([ds, ds]), torch.cat([scale, torch.zeros(s)])
+        mask = torch.ones(cls.shape[0], classes)
+        for t in timesteps(self.schedule, settings.steps):
+            latents = torch.from_numpy(x.astype(np.float32))
+            if guided:
+                latents = torch.cat([latents, latents])
+            eps = self.denoiser(latents, torch.full((cls.shape[0],), float(t)), cls, ds, mask, scale).double().numpy()
+            if guided:
+                eps = eps[s:] + settings.guidance * (eps[:s] - eps[s:])
+            x, _ = ddim_step(self.schedule, settings.steps, eps, int(t), x, settings.eta, rng)
+        return (x / self.latent_scale).astype(np.float32)
+
+    @staticmethod
+    def basis(support: list[np.ndarray]) -> np.ndarray:
+        """The decoder's support directions [C, 2, D] from per-class features."""
+        return support_basis(np.stack([unit_rows(s).mean(0) for s in support]))
+
+    @torch.no_grad()
+    def decode(self, latents: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Latents [S, C, L] and support directions [C, 2, D] → heads: weight [S, C, D], bias [S, C]
+        (for unit-norm features)."""
+        b = torch.from_numpy(basis)[None].expand(latents.shape[0], -1, -1, -1)
+        tokens = self.vae.decoder(torch.from_numpy(latents), b).numpy()
+        return self.norm.to_head(tokens)
+
+    def generate(self, support: list[np.ndarray], settings: SamplingSettings) -> tuple[np.ndarray, np.ndarray]:
+        class_tokens, dataset_token = self.condition(support)
+        return self.decode(self.sample_latents(class_tokens, dataset_token, settings), self.basis(support))
