@@ -25,6 +25,7 @@ reads `release/head/generator.pt` (with `--config NAME`, the one under
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -42,6 +43,8 @@ from .set_encoder import SetEncoder
 OPSET = 17
 RELEASE_VERSION = "0.1.0"
 TRACE_TOLERANCE = 1e-4  # largest absolute difference the engine's replay may show
+# What the engine uses when a caller does not say (temperature: see the report's sweep).
+DEFAULTS = SamplingSettings(samples=8, steps=50, eta=0.0, guidance=1.0, seed=0, temperature=0.5)
 
 
 class EncoderGraph(nn.Module):
@@ -99,6 +102,7 @@ def record_trace(generator: HeadGenerator, settings: SamplingSettings) -> dict:
     class_tokens, dataset_token = EncoderGraph(generator.encoder)(torch.from_numpy(features), torch.from_numpy(mask))
     s, c = settings.samples, len(support)
     x, rng = generator.initial_noise(s, c, settings.seed)
+    x = x * settings.temperature
     cls = class_tokens[None].expand(s, -1, -1)
     ds = dataset_token[None].expand(s, -1)
     steps = []
@@ -114,7 +118,7 @@ def record_trace(generator: HeadGenerator, settings: SamplingSettings) -> dict:
     basis = generator.basis(support)
     weight, bias = generator.decode(latents, basis)
     return {
-        "settings": {"samples": s, "steps": settings.steps, "eta": settings.eta, "guidance": settings.guidance, "seed": settings.seed},
+        "settings": dataclasses.asdict(settings),
         "features": {"shape": list(features.shape), "data": features.ravel().tolist()},
         "image_mask": {"shape": list(mask.shape), "data": mask.ravel().tolist()},
         "class_tokens": {"shape": list(class_tokens.shape), "data": class_tokens.numpy().ravel().tolist()},
@@ -151,7 +155,7 @@ def export(generator_dir: Path) -> dict:
             {"latents": ["tokens", str(vae.latent_dim)], "basis": ["tokens", "2", str(enc.feature_dim)]},
             {"tokens": ["tokens", str(vae.token_dim)]}),
     }
-    settings = SamplingSettings(samples=2, steps=4, eta=0.5, guidance=1.5, seed=5)
+    settings = SamplingSettings(samples=2, steps=4, eta=0.5, guidance=1.5, seed=5, temperature=0.8)
     (generator_dir / "trace.json").write_text(json.dumps(record_trace(generator, settings)) + "\n")
     training = json.loads((generator_dir / "training.json").read_text())
     manifest = {
@@ -160,7 +164,7 @@ def export(generator_dir: Path) -> dict:
         "graphs": graphs,
         "backbone": {"id": backbone_id(), "feature_dim": enc.feature_dim, "features": "unit-norm"},
         "schedule": generator.checkpoint["schedule"],
-        "sampling_defaults": {"steps": 50, "eta": 0.0, "guidance": 1.0, "samples": 8},
+        "sampling_defaults": dataclasses.asdict(DEFAULTS),
         "latent_dim": den.latent_dim,
         "latent_scale": generator.latent_scale,
         "noise": "mulberry32 Box-Muller, [samples, classes, latent] row-major",
@@ -168,7 +172,7 @@ def export(generator_dir: Path) -> dict:
             "architecture": f"linear-{enc.feature_dim}",
             "token": "one per class: weight row then bias",
             "basis": "per class: [unit mean of the class's unit-norm features, mean over classes of those]",
-            "tensors": [{"name": "weight", "shape": ["classes", enc.feature_dim], "mean": generator.norm.weight_mean, "std": generator.norm.weight_std},
+            "tensors": [{"name": "weight", "shape": ["classes", str(enc.feature_dim)], "mean": generator.norm.weight_mean, "std": generator.norm.weight_std},
                         {"name": "bias", "shape": ["classes"], "mean": generator.norm.bias_mean, "std": generator.norm.bias_std}],
         },
         "max_classes": 20,

@@ -1,0 +1,355 @@
+// Generating classifier heads from per-class backbone features, with the
+// factory's three exported graphs: dataset encoder → DDIM over latents (the
+// scheduler math is ours, ddim.ts; one denoiser graph call per step) → VAE
+// decoder → de-normalised weights. The same arithmetic as
+// models/d2nwg/head_generator.py, so the same seed gives the same heads.
+
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import { DdimScheduler, BETA_SCHEDULES } from './ddim';
+import { readJson, readVerified, type FileSource } from './files';
+import { Mulberry32 } from './rng';
+import { array, integer, literal, number, object, parse, record, string } from './schema';
+import type { OrtPackage, SelectedBackend } from './runtime';
+
+const graphSchema = object({
+  file: string,
+  sha256: string,
+  bytes: integer,
+  inputs: record(array(string)),
+  outputs: record(array(string)),
+});
+
+export const headManifestSchema = object({
+  release_version: string,
+  family: literal('head'),
+  graphs: object({ encoder: graphSchema, denoiser: graphSchema, decoder: graphSchema }),
+  backbone: object({ id: string, feature_dim: integer, features: literal('unit-norm') }),
+  schedule: object({
+    train_steps: integer,
+    beta_schedule: literal(...BETA_SCHEDULES),
+    beta_start: number,
+    beta_end: number,
+  }),
+  sampling_defaults: object({
+    samples: integer,
+    steps: integer,
+    eta: number,
+    guidance: number,
+    seed: integer,
+    temperature: number,
+  }),
+  latent_dim: integer,
+  latent_scale: number,
+  noise: string,
+  layout: object({
+    architecture: string,
+    token: string,
+    basis: string,
+    tensors: array(object({ name: string, shape: array(string), mean: number, std: number })),
+  }),
+  max_classes: integer,
+  trace: object({ file: string, sha256: string, max_abs_error: number }),
+  generator: object({ file: string, sha256: string }),
+  training_inputs: object({
+    zoo_table_sha256: string,
+    heads: integer,
+    tasks: integer,
+    rows: integer,
+  }),
+  rebuild_command: string,
+  torch_version: string,
+});
+export type HeadManifest = ReturnType<typeof headManifestSchema>;
+
+export interface SamplingOptions {
+  samples: number;
+  steps: number;
+  eta: number;
+  guidance: number;
+  seed: number;
+  temperature: number;
+}
+
+export type GenerationStage = 'encode' | 'denoise' | 'decode';
+export interface GenerationProgress {
+  stage: GenerationStage;
+  /** Steps done of `total` within the stage (DDIM steps for `denoise`, else 0 or 1). */
+  done: number;
+  total: number;
+}
+
+export interface GeneratedHeads {
+  samples: number;
+  classes: number;
+  featureDim: number;
+  /** [samples, classes, featureDim], row-major: applied to unit-norm features. */
+  weight: Float32Array;
+  /** [samples, classes] */
+  bias: Float32Array;
+  timingsMs: { encode: number; denoise: number; decode: number };
+}
+
+export class GenerationCancelled extends Error {
+  constructor() {
+    super('generation was cancelled');
+    this.name = 'GenerationCancelled';
+  }
+}
+
+export interface HeadGeneratorFiles {
+  manifest: HeadManifest;
+  encoder: Uint8Array;
+  denoiser: Uint8Array;
+  decoder: Uint8Array;
+}
+
+export async function loadHeadGeneratorFiles(source: FileSource): Promise<HeadGeneratorFiles> {
+  const manifest = parse(
+    headManifestSchema,
+    await readJson(source, 'manifest.json'),
+    'manifest.json',
+  );
+  const [encoder, denoiser, decoder] = await Promise.all(
+    (['encoder', 'denoiser', 'decoder'] as const).map((name) =>
+      readVerified(source, manifest.graphs[name].file, manifest.graphs[name]),
+    ),
+  );
+  return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
+}
+
+function unitRows(data: Float32Array, rows: number, dim: number): Float32Array {
+  const out = new Float32Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    let norm = 0;
+    for (let j = 0; j < dim; j++) norm += data[r * dim + j]! ** 2;
+    const scale = 1 / Math.max(Math.sqrt(norm), 1e-12);
+    for (let j = 0; j < dim; j++) out[r * dim + j] = data[r * dim + j]! * scale;
+  }
+  return out;
+}
+
+/**
+ * The decoder's support directions [C, 2, F] (models/d2nwg/head_tokens.py,
+ * support_basis): each class's unit mean of its unit-norm features, and the
+ * mean over classes of those.
+ */
+export function supportBasis(support: readonly Float32Array[], dim: number): Float32Array {
+  const classes = support.length;
+  const means = new Float64Array(classes * dim);
+  support.forEach((features, c) => {
+    const rows = features.length / dim;
+    const unit = unitRows(features, rows, dim);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < dim; j++) means[c * dim + j]! += unit[r * dim + j]! / rows;
+  });
+  const unitMeans = unitRows(Float32Array.from(means), classes, dim);
+  const centre = new Float64Array(dim);
+  for (let c = 0; c < classes; c++)
+    for (let j = 0; j < dim; j++) centre[j]! += unitMeans[c * dim + j]! / classes;
+  const basis = new Float32Array(classes * 2 * dim);
+  for (let c = 0; c < classes; c++) {
+    basis.set(unitMeans.subarray(c * dim, (c + 1) * dim), c * 2 * dim);
+    basis.set(Float32Array.from(centre), c * 2 * dim + dim);
+  }
+  return basis;
+}
+
+function output(outputs: InferenceSession.OnnxValueMapType, name: string): Float32Array {
+  const value = outputs[name] as Tensor | undefined;
+  if (value === undefined) throw new Error(`the graph has no output named ${name}`);
+  return value.data as Float32Array;
+}
+
+export class HeadGenerator {
+  private constructor(
+    readonly manifest: HeadManifest,
+    readonly backend: SelectedBackend,
+    private readonly ort: OrtPackage,
+    private readonly encoder: InferenceSession,
+    private readonly denoiser: InferenceSession,
+    private readonly decoder: InferenceSession,
+  ) {}
+
+  static async create(files: HeadGeneratorFiles, backend: SelectedBackend): Promise<HeadGenerator> {
+    const [encoder, denoiser, decoder] = await Promise.all([
+      backend.createSession(files.encoder),
+      backend.createSession(files.denoiser),
+      backend.createSession(files.decoder),
+    ]);
+    return new HeadGenerator(files.manifest, backend, backend.host.ort, encoder, denoiser, decoder);
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.denoiser.release(), this.decoder.release()]);
+  }
+
+  get featureDim(): number {
+    return this.manifest.backbone.feature_dim;
+  }
+
+  private tensor(data: Float32Array, dims: number[]): Tensor {
+    return new this.ort.Tensor('float32', data, dims);
+  }
+
+  /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F], any K_c ≥ 1). */
+  async condition(
+    support: readonly Float32Array[],
+  ): Promise<{ classTokens: Float32Array; datasetToken: Float32Array }> {
+    const dim = this.featureDim;
+    const images = Math.max(...support.map((s) => s.length / dim));
+    const features = new Float32Array(support.length * images * dim);
+    const mask = new Float32Array(support.length * images);
+    support.forEach((s, c) => {
+      const rows = s.length / dim;
+      features.set(unitRows(s, rows, dim), c * images * dim);
+      mask.fill(1, c * images, c * images + rows);
+    });
+    const outputs = await this.encoder.run({
+      features: this.tensor(features, [support.length, images, dim]),
+      image_mask: this.tensor(mask, [support.length, images]),
+    });
+    return {
+      classTokens: output(outputs, 'class_tokens'),
+      datasetToken: output(outputs, 'dataset_token'),
+    };
+  }
+
+  /** ε̂ for `rows` copies of the condition: the first `conditional` rows with it, the rest without. */
+  async eps(
+    x: Float32Array,
+    t: number,
+    rows: number,
+    conditional: number,
+    classes: number,
+    classTokens: Float32Array,
+    datasetToken: Float32Array,
+  ): Promise<Float32Array> {
+    const latent = this.manifest.latent_dim;
+    const d = datasetToken.length;
+    const cls = new Float32Array(rows * classes * d);
+    const ds = new Float32Array(rows * d);
+    for (let b = 0; b < rows; b++) {
+      cls.set(classTokens, b * classes * d);
+      ds.set(datasetToken, b * d);
+    }
+    const scale = new Float32Array(rows);
+    scale.fill(1, 0, conditional);
+    const outputs = await this.denoiser.run({
+      latents: this.tensor(x, [rows, classes, latent]),
+      timestep: this.tensor(new Float32Array(rows).fill(t), [rows]),
+      class_tokens: this.tensor(cls, [rows, classes, d]),
+      dataset_token: this.tensor(ds, [rows, d]),
+      token_mask: this.tensor(new Float32Array(rows * classes).fill(1), [rows, classes]),
+      condition_scale: this.tensor(scale, [rows]),
+    });
+    return output(outputs, 'eps');
+  }
+
+  /** Decoded heads for final latents x_0 (scaled, as the sampler ends) [S, C, L]. */
+  async decode(
+    x0: Float64Array,
+    samples: number,
+    basis: Float32Array,
+  ): Promise<{ weight: Float32Array; bias: Float32Array }> {
+    const latent = this.manifest.latent_dim;
+    const dim = this.featureDim;
+    const classes = basis.length / (2 * dim);
+    const latents = new Float32Array(x0.length);
+    for (let i = 0; i < x0.length; i++) latents[i] = x0[i]! / this.manifest.latent_scale;
+    const tiled = new Float32Array(samples * basis.length);
+    for (let s = 0; s < samples; s++) tiled.set(basis, s * basis.length);
+    const outputs = await this.decoder.run({
+      latents: this.tensor(latents, [samples * classes, latent]),
+      basis: this.tensor(tiled, [samples * classes, 2, dim]),
+    });
+    const tokens = output(outputs, 'tokens');
+    const [w, b] = this.manifest.layout.tensors;
+    const weight = new Float32Array(samples * classes * dim);
+    const bias = new Float32Array(samples * classes);
+    for (let row = 0; row < samples * classes; row++) {
+      for (let j = 0; j < dim; j++)
+        weight[row * dim + j] = tokens[row * (dim + 1) + j]! * w!.std + w!.mean;
+      bias[row] = tokens[row * (dim + 1) + dim]! * b!.std + b!.mean;
+    }
+    return { weight, bias };
+  }
+
+  /** Generates `samples` heads for the classes of `support` (per class [K_c × F] features). */
+  async generate(
+    support: readonly Float32Array[],
+    options: Partial<SamplingOptions> = {},
+    {
+      signal,
+      onProgress,
+    }: { signal?: AbortSignal; onProgress?: (p: GenerationProgress) => void } = {},
+  ): Promise<GeneratedHeads> {
+    const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
+    const dim = this.featureDim;
+    const classes = support.length;
+    if (classes < 2) throw new Error(`a head needs at least 2 classes, got ${classes}`);
+    if (classes > this.manifest.max_classes)
+      throw new Error(
+        `this release generates heads of up to ${this.manifest.max_classes} classes, got ${classes}`,
+      );
+    support.forEach((s, c) => {
+      if (s.length === 0 || s.length % dim !== 0)
+        throw new Error(
+          `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
+        );
+    });
+    if (!Number.isInteger(o.samples) || o.samples < 1)
+      throw new Error(`samples must be a positive integer, got ${o.samples}`);
+    const check = (): void => {
+      if (signal?.aborted) throw new GenerationCancelled();
+    };
+    check();
+    let started = performance.now();
+    onProgress?.({ stage: 'encode', done: 0, total: 1 });
+    const { classTokens, datasetToken } = await this.condition(support);
+    const encodeMs = performance.now() - started;
+    onProgress?.({ stage: 'encode', done: 1, total: 1 });
+
+    started = performance.now();
+    const latent = this.manifest.latent_dim;
+    const scheduler = new DdimScheduler(this.manifest.schedule);
+    scheduler.setTimesteps(o.steps);
+    const rng = new Mulberry32(o.seed);
+    let x = rng.normals(o.samples * classes * latent);
+    for (let i = 0; i < x.length; i++) x[i]! *= o.temperature;
+    const guided = o.guidance !== 1;
+    const rows = guided ? 2 * o.samples : o.samples;
+    const stride = o.samples * classes * latent;
+    let done = 0;
+    for (const t of scheduler.timesteps) {
+      check();
+      const input = new Float32Array(rows * classes * latent);
+      input.set(Float32Array.from(x));
+      if (guided) input.set(Float32Array.from(x), stride);
+      const raw = await this.eps(input, t, rows, o.samples, classes, classTokens, datasetToken);
+      let eps: ArrayLike<number> = raw;
+      if (guided) {
+        const mixed = new Float64Array(stride);
+        for (let i = 0; i < stride; i++)
+          mixed[i] = raw[stride + i]! + o.guidance * (raw[i]! - raw[stride + i]!); // ε_∅ + g (ε_c − ε_∅)
+        eps = mixed;
+      }
+      x = scheduler.step(eps, t, x, { eta: o.eta, rng }).prevSample;
+      onProgress?.({ stage: 'denoise', done: ++done, total: o.steps });
+    }
+    const denoiseMs = performance.now() - started;
+
+    check();
+    started = performance.now();
+    onProgress?.({ stage: 'decode', done: 0, total: 1 });
+    const { weight, bias } = await this.decode(x, o.samples, supportBasis(support, dim));
+    onProgress?.({ stage: 'decode', done: 1, total: 1 });
+    return {
+      samples: o.samples,
+      classes,
+      featureDim: dim,
+      weight,
+      bias,
+      timingsMs: { encode: encodeMs, denoise: denoiseMs, decode: performance.now() - started },
+    };
+  }
+}

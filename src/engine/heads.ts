@@ -1,0 +1,142 @@
+// Linear classifier heads on backbone features, and the baselines generated
+// heads are measured against: nearest class mean and logistic regression
+// trained on the support set. Features are L2-normalised first, as everywhere.
+
+export interface Head {
+  classes: number;
+  dim: number;
+  weight: Float32Array; // [classes, dim]
+  bias: Float32Array; // [classes]
+}
+
+export interface LabelledFeatures {
+  dim: number;
+  /** [N, dim] row-major */
+  features: Float32Array;
+  labels: Int32Array;
+}
+
+export function unitNormalise(features: Float32Array, dim: number): Float32Array {
+  const out = new Float32Array(features.length);
+  for (let r = 0; r < features.length / dim; r++) {
+    let norm = 0;
+    for (let j = 0; j < dim; j++) norm += features[r * dim + j]! ** 2;
+    const scale = 1 / Math.max(Math.sqrt(norm), 1e-12);
+    for (let j = 0; j < dim; j++) out[r * dim + j] = features[r * dim + j]! * scale;
+  }
+  return out;
+}
+
+export function predict(head: Head, features: Float32Array): Int32Array {
+  const { dim, classes } = head;
+  const n = features.length / dim;
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = -Infinity;
+    for (let c = 0; c < classes; c++) {
+      let logit = head.bias[c]!;
+      for (let j = 0; j < dim; j++) logit += head.weight[c * dim + j]! * features[i * dim + j]!;
+      if (logit > best) {
+        best = logit;
+        out[i] = c;
+      }
+    }
+  }
+  return out;
+}
+
+export function accuracy(head: Head, data: LabelledFeatures): number {
+  const predicted = predict(head, data.features);
+  let right = 0;
+  predicted.forEach((p, i) => (right += p === data.labels[i] ? 1 : 0));
+  return right / predicted.length;
+}
+
+/** Nearest class mean (cosine) as a head: rows are the unit class means, biases 0. */
+export function nearestClassMeanHead(support: LabelledFeatures, classes: number): Head {
+  const { dim } = support;
+  const weight = new Float32Array(classes * dim);
+  support.labels.forEach((label, i) => {
+    for (let j = 0; j < dim; j++) weight[label * dim + j]! += support.features[i * dim + j]!;
+  });
+  return { classes, dim, weight: unitNormalise(weight, dim), bias: new Float32Array(classes) };
+}
+
+/** A head drawn like the zoo's initialisation (N(0, std²) weights, zero biases). */
+export function randomHead(classes: number, dim: number, normal: () => number, std = 0.01): Head {
+  const weight = new Float32Array(classes * dim);
+  for (let i = 0; i < weight.length; i++) weight[i] = normal() * std;
+  return { classes, dim, weight, bias: new Float32Array(classes) };
+}
+
+/**
+ * Multinomial logistic regression minimising C·Σ cross-entropy + ½‖W‖² (the
+ * bias unpenalised, as in scikit-learn). The weights lie in the span of the
+ * training features (representer theorem), so it is solved in the dual,
+ * W = αᵀX, by gradient descent with momentum on α: N×N work per step instead of N×D.
+ */
+export function logisticRegression(
+  support: LabelledFeatures,
+  classes: number,
+  c: number,
+  iterations = 400,
+): Head {
+  const { dim, features, labels } = support;
+  const n = labels.length;
+  const gram = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let k = i; k < n; k++) {
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += features[i * dim + j]! * features[k * dim + j]!;
+      gram[i * n + k] = gram[k * n + i] = dot;
+    }
+  const alpha = new Float64Array(n * classes);
+  const bias = new Float64Array(classes);
+  const velocityA = new Float64Array(n * classes);
+  const velocityB = new Float64Array(classes);
+  // Step size from the objective's curvature: ‖K‖ (C/2 · ‖K‖ + 1) bounds it; ‖K‖ ≤ trace.
+  let trace = 0;
+  for (let i = 0; i < n; i++) trace += gram[i * n + i]!;
+  const step = 1 / (trace * (c * trace * 0.5 + 1));
+  const logits = new Float64Array(n * classes);
+  const residual = new Float64Array(n * classes);
+  for (let it = 0; it < iterations; it++) {
+    // logits = K α + b
+    for (let i = 0; i < n; i++)
+      for (let k = 0; k < classes; k++) {
+        let s = bias[k]!;
+        for (let m = 0; m < n; m++) s += gram[i * n + m]! * alpha[m * classes + k]!;
+        logits[i * classes + k] = s;
+      }
+    // residual = C (softmax − onehot)
+    for (let i = 0; i < n; i++) {
+      let max = -Infinity;
+      for (let k = 0; k < classes; k++) max = Math.max(max, logits[i * classes + k]!);
+      let total = 0;
+      for (let k = 0; k < classes; k++) total += Math.exp(logits[i * classes + k]! - max);
+      for (let k = 0; k < classes; k++) {
+        const p = Math.exp(logits[i * classes + k]! - max) / total;
+        residual[i * classes + k] = c * (p - (labels[i] === k ? 1 : 0));
+      }
+    }
+    // In the dual, preconditioned by K⁻¹: the gradient direction is residual + α; the bias gets Σ residual.
+    for (let i = 0; i < n * classes; i++) {
+      velocityA[i] = 0.9 * velocityA[i]! - step * trace * (residual[i]! + alpha[i]!);
+      alpha[i]! += velocityA[i]!;
+    }
+    for (let k = 0; k < classes; k++) {
+      let g = 0;
+      for (let i = 0; i < n; i++) g += residual[i * classes + k]!;
+      velocityB[k] = 0.9 * velocityB[k]! - (step * trace * g) / n;
+      bias[k]! += velocityB[k]!;
+    }
+  }
+  const weight = new Float32Array(classes * dim);
+  for (let i = 0; i < n; i++)
+    for (let k = 0; k < classes; k++) {
+      const a = alpha[i * classes + k]!;
+      if (a === 0) continue;
+      for (let j = 0; j < dim; j++) weight[k * dim + j]! += a * features[i * dim + j]!;
+    }
+  return { classes, dim, weight, bias: Float32Array.from(bias) };
+}
