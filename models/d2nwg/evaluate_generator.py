@@ -61,9 +61,10 @@ class EvaluationConfig:
     temperature: float = 0.5  # the product's default; the sweep below shows 1.0 and 0.0 too
     sweep_temperatures: tuple[float, ...] = (1.0, 0.5, 0.0)
     sweep_splits: int = 2
+    sweep_samples: int = 4
     sweep_seen_tasks: int = 30
     shots: tuple[int, ...] = (1, 5, 20)
-    splits: int = 10  # the first splits of the baseline table's draws
+    splits: int = 5  # the first splits of the baseline table's draws
     seen_tasks: int = 100  # zoo tasks the generator trained on
     seen_shots: int = 20
     episodes: int = 600  # per few-shot setting
@@ -100,6 +101,20 @@ def settings(config: EvaluationConfig, seed: int, temperature: float | None = No
                             temperature=config.temperature if temperature is None else temperature)
 
 
+def generate_all(generator: HeadGenerator, supports: list[list[np.ndarray]], seeds: list[int],
+                 sampling: SamplingSettings) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight [S, C, D], bias [S, C]) for every support set, batched by class count."""
+    by_count: dict[int, list[int]] = {}
+    for i, support in enumerate(supports):
+        by_count.setdefault(len(support), []).append(i)
+    out: list = [None] * len(supports)
+    for idx in by_count.values():
+        weight, bias = generator.generate_batch([supports[i] for i in idx], sampling, [seeds[i] % 2**32 for i in idx])
+        for k, i in enumerate(idx):
+            out[i] = (weight[k], bias[k])
+    return out
+
+
 # ---- seen ---------------------------------------------------------------------------------------------
 
 
@@ -116,10 +131,10 @@ def seen_section(generator: HeadGenerator, corpus: HeadCorpus, config: Evaluatio
     memorisation_rows = []
     for name, tasks in picked.items():
         generated, zoo, best = [], [], []
-        for t in tasks:
+        supports = [[corpus.features[i] for i in corpus.draw_support(t, config.seen_shots, rng)] for t in tasks]
+        heads = generate_all(generator, supports, [stable_seed(config.seed, "seen", t) for t in tasks], settings(config, 0))
+        for t, (weight, bias) in zip(tasks, heads):
             x, y = corpus.heldout(t)
-            support = [corpus.features[i] for i in corpus.draw_support(t, config.seen_shots, rng)]
-            weight, bias = generator.generate(support, settings(config, stable_seed(config.seed, "seen", t) % 2**32))
             acc = accuracies(weight, bias, x, y)
             zoo_heads = [corpus.norm.to_head(corpus.tokens[h]) for h in heads_of_task[t]]
             zoo_w = np.stack([w for w, _ in zoo_heads])
@@ -221,15 +236,13 @@ def sweep_section(generator: HeadGenerator, corpus: HeadCorpus, unseen: list[Dat
     rows = []
     for temperature in [*config.sweep_temperatures, None]:
         def score(cases: list) -> float:
-            accs = []
-            for i, (support, x, y) in enumerate(cases):
-                if temperature is None:
-                    zero = np.zeros((1, len(support), generator.denoiser.config.latent_dim), np.float32)
-                    weight, bias = generator.decode(zero, generator.basis(support))
-                else:
-                    weight, bias = generator.generate(support, settings(config, i, temperature))
-                accs.append(accuracies(weight, bias, x, y).mean())
-            return float(np.mean(accs))
+            if temperature is None:
+                heads = [generator.decode(np.zeros((1, len(support), generator.denoiser.config.latent_dim), np.float32),
+                                          generator.basis(support)) for support, _, _ in cases]
+            else:
+                sampling = dataclasses.replace(settings(config, 0, temperature), samples=config.sweep_samples)
+                heads = generate_all(generator, [c[0] for c in cases], list(range(len(cases))), sampling)
+            return float(np.mean([accuracies(w, b, x, y).mean() for (w, b), (_, x, y) in zip(heads, cases)]))
         row = {"temperature": "latent 0" if temperature is None else temperature, "seen": score(seen_cases)}
         row.update({f"unseen_{k}": score(cases) for k, cases in unseen_cases.items()})
         rows.append(row)
@@ -255,14 +268,18 @@ def unseen_section(generator: HeadGenerator, unseen: list[DatasetFeatures], conf
         row: dict = {"dataset_id": data.dataset_id, "family": data.family, "classes": len(data.classes), "shots": {}}
         for shots in config.shots:
             gen, gen_std, best, ncm, rnd = [], [], [], [], []
+            draws = []
             for split in range(config.splits):
                 rng = np.random.default_rng(stable_seed(baseline.seed, data.dataset_id, shots, split))
                 support = draw_support(data.labels, train, shots, rng)
                 if support is None:
                     break
+                draws.append((support, rng))
+            heads = generate_all(generator, [[x[sup][data.labels[sup] == c] for c in range(len(data.classes))] for sup, _ in draws],
+                                 [stable_seed(config.seed, data.dataset_id, shots, split) for split in range(len(draws))],
+                                 settings(config, 0))
+            for (support, rng), (weight, bias) in zip(draws, heads):
                 xs, ys = x[support], data.labels[support]
-                per_class = [xs[ys == c] for c in range(len(data.classes))]
-                weight, bias = generator.generate(per_class, settings(config, stable_seed(config.seed, data.dataset_id, shots, split) % 2**32))
                 acc = accuracies(weight, bias, xq, yq)
                 gen.append(acc.mean())
                 gen_std.append(acc.std())
@@ -294,6 +311,7 @@ def episodes_section(generator: HeadGenerator, unseen: list[DatasetFeatures], co
     for shots in (1, 5):
         rng = np.random.default_rng(stable_seed(config.seed, "episodes", shots))
         gen, ncm, lr = [], [], []
+        episodes = []  # (support per class, xq, yq, xs, ys, episode index)
         for e in range(config.episodes):
             data = eligible[rng.integers(len(eligible))]
             x = normalise(data.features).astype(np.float32)
@@ -315,7 +333,10 @@ def episodes_section(generator: HeadGenerator, unseen: list[DatasetFeatures], co
             xs = x[np.concatenate(support)]
             ys = np.repeat(np.arange(5), shots)
             xq, yq = x[np.concatenate(queries)], np.concatenate(labels)
-            weight, bias = generator.generate([x[s] for s in support], settings(config, stable_seed(config.seed, "episode", shots, e) % 2**32))
+            episodes.append(([x[s] for s in support], xq, yq, xs, ys, e))
+        heads = generate_all(generator, [ep[0] for ep in episodes],
+                             [stable_seed(config.seed, "episode", shots, ep[5]) for ep in episodes], settings(config, 0))
+        for (_, xq, yq, xs, ys, e), (weight, bias) in zip(episodes, heads):
             gen.append(accuracies(weight, bias, xq, yq).mean())
             ncm.append((nearest_class_mean(xs, ys, xq) == yq).mean())
             c = c_one_shot if shots == 1 else choose_c(xs, ys, baseline, stable_seed(config.seed, "episode-cv", e))
@@ -356,14 +377,18 @@ def finetune_section(generator: HeadGenerator, unseen: list[DatasetFeatures], co
         for data in unseen:
             x = normalise(data.features).astype(np.float32)
             train, query = np.flatnonzero(data.is_train), np.flatnonzero(~data.is_train)
+            draws = []
             for split in range(config.finetune_splits):
                 rng = np.random.default_rng(stable_seed(baseline.seed, data.dataset_id, shots, split))
                 support = draw_support(data.labels, train, shots, rng)
                 if support is None:
                     break
+                draws.append((support, rng))
+            one = dataclasses.replace(settings(config, 0), samples=1)  # one generated start per split
+            heads = generate_all(generator, [[x[sup][data.labels[sup] == c] for c in range(len(data.classes))] for sup, _ in draws],
+                                 [stable_seed(config.seed, "ft", data.dataset_id, split) for split in range(len(draws))], one)
+            for (support, rng), (weight, bias) in zip(draws, heads):
                 xs, ys, xq, yq = x[support], data.labels[support], x[query], data.labels[query]
-                weight, bias = generator.generate([xs[ys == c] for c in range(len(data.classes))],
-                                                  settings(config, stable_seed(config.seed, "ft", data.dataset_id, split) % 2**32))
                 runs["generated"].append(finetune_curve(weight[0], bias[0], xs, ys, xq, yq, config))
                 rw, rb = random_heads(1, len(data.classes), x.shape[1], config.random_init_std, rng)
                 runs["random"].append(finetune_curve(rw[0], rb[0], xs, ys, xq, yq, config))
@@ -456,7 +481,7 @@ def write_report(metrics: dict, out_dir: Path) -> None:
         lines.append(f"| {name.replace('_', ' ')} | {s['tasks']} | {fmt(s['generated'])} | {fmt(s['generated_best_of_n'])} "
                      f"| {fmt(s['zoo'])} | {s['ratio']:.3f} |")
     lines += ["", "## Sampling temperature", "",
-              "x_T is scaled by the temperature: 1 is the plain sampler, 0 its deterministic mode path. \"latent 0\" decodes "
+              f"{c['sweep_samples']} samples per condition. x_T is scaled by the temperature: 1 is the plain sampler, 0 its deterministic mode path. \"latent 0\" decodes "
               "every latent as 0 (the prior's mean): the decoder's support directions with no generated information. "
               f"Seen: {c['sweep_seen_tasks']} trained zoo tasks; unseen: every unseen dataset, first {c['sweep_splits']} splits.", "",
               "| temperature | seen | unseen 5-shot | unseen 20-shot |", "|---|---|---|---|"]

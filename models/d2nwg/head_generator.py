@@ -116,3 +116,59 @@ class HeadGenerator:
     def generate(self, support: list[np.ndarray], settings: SamplingSettings) -> tuple[np.ndarray, np.ndarray]:
         class_tokens, dataset_token = self.condition(support)
         return self.decode(self.sample_latents(class_tokens, dataset_token, settings), self.basis(support))
+
+    @torch.no_grad()
+    def generate_batch(self, supports: list[list[np.ndarray]], settings: SamplingSettings, seeds: list[int],
+                       chunk: int = 400) -> tuple[np.ndarray, np.ndarray]:
+        """`generate` for many datasets of the same class count at once, dataset b with seed seeds[b]:
+        weight [B, S, C, D], bias [B, S, C]. Equal to B separate calls (up to float rounding); one
+        denoiser call per step serves every dataset, which is what makes evaluation affordable."""
+        classes = len(supports[0])
+        if any(len(s) != classes for s in supports):
+            raise ValueError("generate_batch needs datasets with the same class count")
+        weights, biases = [], []
+        per_chunk = max(1, chunk // settings.samples)
+        for start in range(0, len(supports), per_chunk):
+            part, part_seeds = supports[start : start + per_chunk], seeds[start : start + per_chunk]
+            w, b = self._generate_chunk(part, settings, part_seeds)
+            weights.append(w)
+            biases.append(b)
+        return np.concatenate(weights), np.concatenate(biases)
+
+    def _generate_chunk(self, supports: list[list[np.ndarray]], settings: SamplingSettings, seeds: list[int]):
+        n, s, classes = len(supports), settings.samples, len(supports[0])
+        images = max(len(x) for support in supports for x in support)
+        dim = supports[0][0].shape[1]
+        features = np.zeros((n, classes, images, dim), np.float32)
+        mask = np.zeros((n, classes, images), np.float32)
+        for b, support in enumerate(supports):
+            for c, x in enumerate(support):
+                features[b, c, : len(x)] = unit_rows(x)
+                mask[b, c, : len(x)] = 1.0
+        class_tokens, dataset_tokens = self.encoder(torch.from_numpy(features), torch.from_numpy(mask), torch.ones(n, classes))
+        starts = [self.initial_noise(s, classes, seed) for seed in seeds]
+        x = np.concatenate([noise for noise, _ in starts]) * settings.temperature  # [n·s, C, L]
+        rngs = [rng for _, rng in starts]
+        cls = class_tokens.repeat_interleave(s, dim=0)
+        ds = dataset_tokens.repeat_interleave(s, dim=0)
+        rows = n * s
+        scale = torch.ones(rows)
+        guided = settings.guidance != 1.0
+        if guided:
+            cls, ds, scale = torch.cat([cls, cls]), torch.cat([ds, ds]), torch.cat([scale, torch.zeros(rows)])
+        mask_tokens = torch.ones(cls.shape[0], classes)
+        for t in timesteps(self.schedule, settings.steps):
+            latents = torch.from_numpy(x.astype(np.float32))
+            if guided:
+                latents = torch.cat([latents, latents])
+            eps = self.denoiser(latents, torch.full((cls.shape[0],), float(t)), cls, ds, mask_tokens, scale).double().numpy()
+            if guided:
+                eps = eps[rows:] + settings.guidance * (eps[:rows] - eps[rows:])
+            if settings.eta == 0.0:
+                x, _ = ddim_step(self.schedule, settings.steps, eps, int(t), x, 0.0, None)
+            else:  # each dataset draws its η noise from its own stream, as a separate call would
+                x = np.concatenate([ddim_step(self.schedule, settings.steps, eps[b * s : (b + 1) * s], int(t),
+                                              x[b * s : (b + 1) * s], settings.eta, rngs[b])[0] for b in range(n)])
+        latents = (x / self.latent_scale).astype(np.float32).reshape(n, s, classes, -1)
+        weights, biases = zip(*(self.decode(latents[b], self.basis(supports[b])) for b in range(n)))
+        return np.stack(weights), np.stack(biases)

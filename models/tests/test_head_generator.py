@@ -1,5 +1,7 @@
 """The head generator's sampling contract, on an untrained generator (the properties hold for any weights)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,15 @@ def test_any_class_count_from_two_to_twenty_four(generator):
         weight, bias = generator.generate(support(classes, classes), SamplingSettings(samples=1, steps=4))
         assert weight.shape == (1, classes, FEATURES)
         assert np.isfinite(weight).all() and np.isfinite(bias).all()
+
+
+def test_a_batch_of_datasets_generates_what_separate_calls_do(generator):
+    supports = [support(4, seed) for seed in (10, 11, 12)]
+    for eta in (0.0, 0.7):
+        settings = SamplingSettings(samples=2, steps=6, eta=eta, guidance=1.5, seed=0, temperature=0.8)
+        weight, bias = generator.generate_batch(supports, settings, seeds=[5, 6, 7], chunk=4)
+        assert weight.shape == (3, 2, 4, FEATURES)
+        for b, seed in enumerate((5, 6, 7)):
+            w, bb = generator.generate(supports[b], dataclasses.replace(settings, seed=seed))
+            np.testing.assert_allclose(weight[b], w, atol=1e-4)
+            np.testing.assert_allclose(bias[b], bb, atol=1e-4)
