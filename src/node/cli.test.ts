@@ -1,0 +1,114 @@
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { decodeSafetensors } from '../engine/safetensors';
+import { main } from './cli';
+
+const fixtures = fileURLToPath(new URL('../../models/fixtures/images/', import.meta.url));
+
+/** A two-class folder from the factory's fixture images, plus a file that is not an image. */
+function classFolder(): string {
+  const root = mkdtempSync(join(tmpdir(), 'd2nwg-cli-'));
+  const layout = {
+    squares: ['large-checker.png', 'tiny.png'],
+    shapes: ['tall.png', 'wide.png', 'glyph-rgba.png'],
+  };
+  for (const [name, files] of Object.entries(layout)) {
+    mkdirSync(join(root, name));
+    for (const file of files) copyFileSync(join(fixtures, file), join(root, name, file));
+  }
+  writeFileSync(join(root, 'shapes', 'notes.txt'), 'not an image');
+  return root;
+}
+
+function captured() {
+  const out: string[] = [];
+  const err: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+  return { out, err };
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('d2nwg command-line tool', () => {
+  it('generates heads for a class folder and evaluates them against baselines', async () => {
+    const data = classFolder();
+    const out = join(mkdtempSync(join(tmpdir(), 'd2nwg-out-')), 'heads');
+    const io = captured();
+    const code = await main([
+      'generate',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--samples',
+      '2',
+      '--steps',
+      '5',
+      '--backend',
+      'cpu',
+    ]);
+    expect(code, io.err.join('')).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(report.classes).toEqual(['shapes', 'squares']);
+    expect(report.images_per_class).toEqual([3, 2]);
+    expect(report.skipped_files).toEqual(['shapes/notes.txt']);
+    expect(report.backend).toBe('cpu');
+    expect(report.samples).toEqual(['sample-0', 'sample-1']);
+    const { tensors, metadata } = decodeSafetensors(
+      new Uint8Array(readFileSync(join(out, 'sample-1.safetensors'))),
+    );
+    expect(tensors.weight!.shape).toEqual([2, 1792]);
+    expect(tensors.bias!.shape).toEqual([2]);
+    expect(JSON.parse(metadata.classes!)).toEqual(['shapes', 'squares']);
+    expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('| 1 | squares |');
+
+    const code2 = await main([
+      'evaluate',
+      '--support',
+      data,
+      '--query',
+      data,
+      '--weights',
+      out,
+      '--json',
+    ]);
+    expect(code2, io.err.join('')).toBe(0);
+    const result = JSON.parse(io.out.join('')) as {
+      generated: { samples: number; accuracies: number[]; mean: number };
+      nearest_class_mean: number;
+      logistic_regression: { accuracy: number };
+      random_init: { heads: number };
+    };
+    expect(result.generated.samples).toBe(2);
+    for (const a of result.generated.accuracies) expect(a).toBeGreaterThanOrEqual(0);
+    // Support and query are the same images here: both baselines must fit them.
+    expect(result.nearest_class_mean).toBe(1);
+    expect(result.logistic_regression.accuracy).toBe(1);
+    expect(result.random_init.heads).toBe(10);
+  }, 120_000);
+
+  it('answers mistakes with one line and exit code 1', async () => {
+    const io = captured();
+    expect(await main(['generate', '--data', '/no/such/folder', '--out', '/tmp/x'])).toBe(1);
+    expect(
+      await main(['generate', '--data', classFolder(), '--out', '/tmp/x', '--family', 'cnn']),
+    ).toBe(1);
+    expect(
+      await main(['generate', '--data', classFolder(), '--out', '/tmp/x', '--samples', 'many']),
+    ).toBe(1);
+    expect(await main(['evaluate', '--support', classFolder()])).toBe(1);
+    expect(io.err).toEqual([
+      expect.stringMatching(/^d2nwg: cannot read folder \/no\/such\/folder/),
+      'd2nwg: the cnn family is not in this release yet; use --family head\n',
+      'd2nwg: --samples must be a number, got "many"\n',
+      'd2nwg: evaluate needs --support <folder>, --query <folder> and --weights <dir>\n',
+    ]);
+  });
+});
