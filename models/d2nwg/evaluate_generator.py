@@ -101,6 +101,23 @@ def settings(config: EvaluationConfig, seed: int, temperature: float | None = No
                             temperature=config.temperature if temperature is None else temperature)
 
 
+def support_draws(data: DatasetFeatures, shots: int, splits: int, seed: int) -> list[tuple[np.ndarray, np.random.Generator]]:
+    """The first `splits` support draws of the baseline table (same seeds): (support indices, the split's rng)."""
+    train = np.flatnonzero(data.is_train)
+    draws = []
+    for split in range(splits):
+        rng = np.random.default_rng(stable_seed(seed, data.dataset_id, shots, split))
+        support = draw_support(data.labels, train, shots, rng)
+        if support is None:
+            break
+        draws.append((support, rng))
+    return draws
+
+
+def per_class(x: np.ndarray, data: DatasetFeatures, support: np.ndarray) -> list[np.ndarray]:
+    return [x[support][data.labels[support] == c] for c in range(len(data.classes))]
+
+
 def generate_all(generator: HeadGenerator, supports: list[list[np.ndarray]], seeds: list[int],
                  sampling: SamplingSettings) -> list[tuple[np.ndarray, np.ndarray]]:
     """(weight [S, C, D], bias [S, C]) for every support set, batched by class count."""
@@ -225,14 +242,10 @@ def sweep_section(generator: HeadGenerator, corpus: HeadCorpus, unseen: list[Dat
     unseen_cases: dict[str, list] = {}
     for data in unseen:
         x = normalise(data.features).astype(np.float32)
-        train, query = np.flatnonzero(data.is_train), np.flatnonzero(~data.is_train)
+        query = np.flatnonzero(~data.is_train)
         for shots in (5, 20):
-            for split in range(config.sweep_splits):
-                support = draw_support(data.labels, train, shots, np.random.default_rng(stable_seed(baseline.seed, data.dataset_id, shots, split)))
-                if support is None:
-                    break
-                xs, ys = x[support], data.labels[support]
-                unseen_cases.setdefault(str(shots), []).append(([xs[ys == c] for c in range(len(data.classes))], x[query], data.labels[query]))
+            for support, _ in support_draws(data, shots, config.sweep_splits, baseline.seed):
+                unseen_cases.setdefault(str(shots), []).append((per_class(x, data, support), x[query], data.labels[query]))
     rows = []
     for temperature in [*config.sweep_temperatures, None]:
         def score(cases: list) -> float:
@@ -263,19 +276,13 @@ def unseen_section(generator: HeadGenerator, unseen: list[DatasetFeatures], conf
     for data in unseen:
         started = time.monotonic()
         x = normalise(data.features).astype(np.float32)
-        train, query = np.flatnonzero(data.is_train), np.flatnonzero(~data.is_train)
+        query = np.flatnonzero(~data.is_train)
         xq, yq = x[query], data.labels[query]
         row: dict = {"dataset_id": data.dataset_id, "family": data.family, "classes": len(data.classes), "shots": {}}
         for shots in config.shots:
             gen, gen_std, best, ncm, rnd = [], [], [], [], []
-            draws = []
-            for split in range(config.splits):
-                rng = np.random.default_rng(stable_seed(baseline.seed, data.dataset_id, shots, split))
-                support = draw_support(data.labels, train, shots, rng)
-                if support is None:
-                    break
-                draws.append((support, rng))
-            heads = generate_all(generator, [[x[sup][data.labels[sup] == c] for c in range(len(data.classes))] for sup, _ in draws],
+            draws = support_draws(data, shots, config.splits, baseline.seed)
+            heads = generate_all(generator, [per_class(x, data, sup) for sup, _ in draws],
                                  [stable_seed(config.seed, data.dataset_id, shots, split) for split in range(len(draws))],
                                  settings(config, 0))
             for (support, rng), (weight, bias) in zip(draws, heads):
@@ -376,16 +383,10 @@ def finetune_section(generator: HeadGenerator, unseen: list[DatasetFeatures], co
         runs: dict[str, list[list[float]]] = {"generated": [], "random": [], "prototype": []}
         for data in unseen:
             x = normalise(data.features).astype(np.float32)
-            train, query = np.flatnonzero(data.is_train), np.flatnonzero(~data.is_train)
-            draws = []
-            for split in range(config.finetune_splits):
-                rng = np.random.default_rng(stable_seed(baseline.seed, data.dataset_id, shots, split))
-                support = draw_support(data.labels, train, shots, rng)
-                if support is None:
-                    break
-                draws.append((support, rng))
+            query = np.flatnonzero(~data.is_train)
+            draws = support_draws(data, shots, config.finetune_splits, baseline.seed)
             one = dataclasses.replace(settings(config, 0), samples=1)  # one generated start per split
-            heads = generate_all(generator, [[x[sup][data.labels[sup] == c] for c in range(len(data.classes))] for sup, _ in draws],
+            heads = generate_all(generator, [per_class(x, data, sup) for sup, _ in draws],
                                  [stable_seed(config.seed, "ft", data.dataset_id, split) for split in range(len(draws))], one)
             for (support, rng), (weight, bias) in zip(draws, heads):
                 xs, ys, xq, yq = x[support], data.labels[support], x[query], data.labels[query]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .hashing import sha256_file
 from .config import RELEASE_DIR, cache_dir
 from .ddim import ddim_step, timesteps
 from .features import backbone_id
@@ -58,10 +58,6 @@ class EncoderGraph(nn.Module):
         class_mask = (image_mask.sum(-1) > 0).float()[None]
         class_tokens, dataset_token = self.encoder(features[None], image_mask[None], class_mask)
         return class_tokens[0], dataset_token[0]
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export_graph(model: nn.Module, args: tuple, path: Path, inputs: dict[str, list[str]], outputs: dict[str, list[str]]) -> dict:

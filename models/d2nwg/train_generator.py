@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .hashing import sha256_file
 from .config import RELEASE_DIR, as_dict, cache_dir, load_config
 from .ddim import NoiseSchedule
 from .denoiser import Denoiser, DenoiserConfig
@@ -74,10 +74,6 @@ class GeneratorConfig:
     condition_dropout: float = 0.1
     train_steps: int = 1000  # diffusion timesteps T
     beta_schedule: str = "linear"
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cosine_lr(optimizer: torch.optim.Optimizer, peak: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:

@@ -7,6 +7,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { DdimScheduler, BETA_SCHEDULES } from './ddim';
 import { readJson, readVerified, type FileSource } from './files';
+import { unitNormalise } from './heads';
 import { Mulberry32 } from './rng';
 import { array, integer, literal, number, object, parse, record, string } from './schema';
 import type { OrtPackage, SelectedBackend } from './runtime';
@@ -117,17 +118,6 @@ export async function loadHeadGeneratorFiles(source: FileSource): Promise<HeadGe
   return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
 }
 
-function unitRows(data: Float32Array, rows: number, dim: number): Float32Array {
-  const out = new Float32Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    let norm = 0;
-    for (let j = 0; j < dim; j++) norm += data[r * dim + j]! ** 2;
-    const scale = 1 / Math.max(Math.sqrt(norm), 1e-12);
-    for (let j = 0; j < dim; j++) out[r * dim + j] = data[r * dim + j]! * scale;
-  }
-  return out;
-}
-
 /**
  * The decoder's support directions [C, 2, F] (models/d2nwg/head_tokens.py,
  * support_basis): each class's unit mean of its unit-norm features, and the
@@ -138,11 +128,11 @@ export function supportBasis(support: readonly Float32Array[], dim: number): Flo
   const means = new Float64Array(classes * dim);
   support.forEach((features, c) => {
     const rows = features.length / dim;
-    const unit = unitRows(features, rows, dim);
+    const unit = unitNormalise(features, dim);
     for (let r = 0; r < rows; r++)
       for (let j = 0; j < dim; j++) means[c * dim + j]! += unit[r * dim + j]! / rows;
   });
-  const unitMeans = unitRows(Float32Array.from(means), classes, dim);
+  const unitMeans = unitNormalise(Float32Array.from(means), dim);
   const centre = new Float64Array(dim);
   for (let c = 0; c < classes; c++)
     for (let j = 0; j < dim; j++) centre[j]! += unitMeans[c * dim + j]! / classes;
@@ -201,7 +191,7 @@ export class HeadGenerator {
     const mask = new Float32Array(support.length * images);
     support.forEach((s, c) => {
       const rows = s.length / dim;
-      features.set(unitRows(s, rows, dim), c * images * dim);
+      features.set(unitNormalise(s, dim), c * images * dim);
       mask.fill(1, c * images, c * images + rows);
     });
     const outputs = await this.encoder.run({
