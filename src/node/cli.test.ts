@@ -96,16 +96,19 @@ describe('d2nwg command-line tool', () => {
 
   it('answers mistakes with one line and exit code 1', async () => {
     const io = captured();
-    expect(await main(['generate', '--data', '/no/such/folder', '--out', '/tmp/x'])).toBe(1);
+    const scratch = mkdtempSync(join(tmpdir(), 'd2nwg-mistakes-'));
+    const missing = join(scratch, 'no-such-folder');
+    const out = join(scratch, 'out');
+    expect(await main(['generate', '--data', missing, '--out', out])).toBe(1);
+    expect(await main(['generate', '--data', classFolder(), '--out', out, '--family', 'cnn'])).toBe(
+      1,
+    );
     expect(
-      await main(['generate', '--data', classFolder(), '--out', '/tmp/x', '--family', 'cnn']),
-    ).toBe(1);
-    expect(
-      await main(['generate', '--data', classFolder(), '--out', '/tmp/x', '--samples', 'many']),
+      await main(['generate', '--data', classFolder(), '--out', out, '--samples', 'many']),
     ).toBe(1);
     expect(await main(['evaluate', '--support', classFolder()])).toBe(1);
     expect(io.err).toEqual([
-      expect.stringMatching(/^d2nwg: cannot read folder \/no\/such\/folder/),
+      `d2nwg: cannot read folder ${missing}: ENOENT: no such file or directory, stat '${missing}'\n`,
       'd2nwg: the cnn family is not in this release yet; use --family head\n',
       'd2nwg: --samples must be a number, got "many"\n',
       'd2nwg: evaluate needs --support <folder>, --query <folder> and --weights <dir>\n',
