@@ -21,7 +21,7 @@ Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg evaluate-generator [--config NAME]
 
-reads `release/head/generator.pt` (with `--config NAME`, the checkpoint in
+reads the checkpoint in `release/head/` (with `--config NAME`, the checkpoint in
 `<cache>/generator-NAME/head/`) and writes beside it.
 """
 
@@ -556,7 +556,7 @@ def targets(metrics: dict) -> list[dict]:
 
 def run(config: EvaluationConfig, generator_dir: Path, data_name: str, zoo_name: str, max_heads: int, baseline_table: Path) -> dict:
     started = time.monotonic()
-    generator = HeadGenerator.load(generator_dir / "generator.pt")
+    generator = HeadGenerator.load(generator_dir)
     training = json.loads((generator_dir / "training.json").read_text())
     data_root = cache_dir() / data_name
     table = json.loads(baseline_table.read_text())

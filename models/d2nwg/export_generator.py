@@ -17,7 +17,7 @@ Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg export-generator [--config NAME]
 
-reads `release/head/generator.pt` (with `--config NAME`, the one under
+reads the checkpoint in `release/head/` (with `--config NAME`, the one under
 `<cache>/generator-NAME/head/`) and writes the graphs, `manifest.json` and
 `trace.json` beside it.
 """
@@ -37,7 +37,7 @@ from .hashing import sha256_file
 from .config import RELEASE_DIR, cache_dir
 from .ddim import ddim_step, timesteps
 from .features import backbone_id
-from .head_generator import HeadGenerator, SamplingSettings
+from .head_generator import MODEL_PARTS, HeadGenerator, SamplingSettings
 from .set_encoder import SetEncoder
 
 OPSET = 17
@@ -128,7 +128,7 @@ def record_trace(generator: HeadGenerator, settings: SamplingSettings) -> dict:
 
 
 def export(generator_dir: Path) -> dict:
-    generator = HeadGenerator.load(generator_dir / "generator.pt")
+    generator = HeadGenerator.load(generator_dir)
     enc, den, vae = generator.encoder.config, generator.denoiser.config, generator.vae.config
     features, mask = pack(fixture_support(enc.feature_dim))
     graphs = {
@@ -173,7 +173,7 @@ def export(generator_dir: Path) -> dict:
         },
         "max_classes": 20,
         "trace": {"file": "trace.json", "sha256": sha256_file(generator_dir / "trace.json"), "max_abs_error": TRACE_TOLERANCE},
-        "generator": {"file": "generator.pt", "sha256": sha256_file(generator_dir / "generator.pt")},
+        "checkpoint": {name: sha256_file(generator_dir / name) for name in [f"{part}.pt" for part in MODEL_PARTS] + ["generator.json"]},
         "training_inputs": training["inputs"],
         "rebuild_command": "cd models && /usr/bin/python3 -m d2nwg train-generator && /usr/bin/python3 -m d2nwg export-generator",
         "torch_version": torch.__version__,

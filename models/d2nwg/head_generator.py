@@ -11,6 +11,7 @@ unconditional batch together: ε = ε_∅ + g (ε_c − ε_∅).
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,30 @@ class SamplingSettings:
     temperature: float = 1.0  # x_T is scaled by this: < 1 trades diversity for samples nearer the mode
 
 
+MODEL_PARTS = ("vae", "encoder", "denoiser")
+
+
+def save_checkpoint(checkpoint: dict, folder: Path) -> list[Path]:
+    """Writes one `<part>.pt` per model (its config and weights) and `generator.json` (everything else:
+    training config, token normalisation, latent scale, schedule); one file per model keeps each small."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for part in MODEL_PARTS:
+        paths.append(folder / f"{part}.pt")
+        torch.save(checkpoint[part], paths[-1])
+    rest = {k: v for k, v in checkpoint.items() if k not in MODEL_PARTS}
+    paths.append(folder / "generator.json")
+    paths[-1].write_text(json.dumps(rest, indent=1) + "\n")
+    return paths
+
+
+def load_checkpoint(folder: Path) -> dict:
+    checkpoint = json.loads((folder / "generator.json").read_text())
+    for part in MODEL_PARTS:
+        checkpoint[part] = torch.load(folder / f"{part}.pt", map_location="cpu")
+    return checkpoint
+
+
 class HeadGenerator:
     def __init__(self, checkpoint: dict):
         self.checkpoint = checkpoint
@@ -50,8 +75,8 @@ class HeadGenerator:
         self.schedule = NoiseSchedule(**checkpoint["schedule"])
 
     @staticmethod
-    def load(path: Path) -> "HeadGenerator":
-        return HeadGenerator(torch.load(path, map_location="cpu", weights_only=False))
+    def load(folder: Path) -> "HeadGenerator":
+        return HeadGenerator(load_checkpoint(folder))
 
     @torch.no_grad()
     def condition(self, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

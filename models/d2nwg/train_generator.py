@@ -10,8 +10,9 @@ Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg train-generator [--config NAME]
 
-Writes `release/head/generator.pt` (every model's weights with its config, the
-token normalisation, latent scale and noise schedule) and `training.json`
+Writes the checkpoint into `release/head/`: `vae.pt`, `encoder.pt`, `denoiser.pt`
+(each model's config and weights) and `generator.json` (the training config,
+token normalisation, latent scale and noise schedule); and `training.json`
 (losses, wall times, input hashes); with `--config NAME` into
 `<cache>/generator-NAME/head/` instead.
 """
@@ -32,6 +33,7 @@ from .hashing import sha256_file
 from .config import RELEASE_DIR, as_dict, cache_dir, load_config
 from .ddim import NoiseSchedule
 from .denoiser import Denoiser, DenoiserConfig
+from .head_generator import save_checkpoint
 from .head_tokens import HeadCorpus, TokenNorm, head_accuracy, load_head_corpus, support_basis, unit_rows
 from .set_encoder import EncoderConfig, SetEncoder
 from .weight_vae import VaeConfig, WeightVae
@@ -389,7 +391,7 @@ def run(config: GeneratorConfig, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     validation_tasks = [corpus.task_ids[int(t)] for t in sorted(set(corpus.head_task[validation_heads]))]
     checkpoint = make_checkpoint(config, vae, encoder, denoiser, corpus.norm, latent_scale, schedule, validation_tasks)
-    torch.save(checkpoint, out_dir / "generator.pt")
+    checkpoint_files = save_checkpoint(checkpoint, out_dir)
     summary = {
         "config": as_dict(config),
         "inputs": {"zoo_table_sha256": sha256_file(zoo_dir / "models.csv"), "heads": len(corpus.tokens),
@@ -398,7 +400,7 @@ def run(config: GeneratorConfig, out_dir: Path) -> dict:
         "latent_scale": latent_scale,
         "timings": {k: round(v, 1) for k, v in timings.items()},
         "history": {"vae": vae_history, "align": align_history, "denoiser": denoiser_history},
-        "generator_sha256": sha256_file(out_dir / "generator.pt"),
+        "checkpoint_sha256": {path.name: sha256_file(path) for path in checkpoint_files},
     }
     (out_dir / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -131,7 +131,7 @@ def test_generated_heads_beat_chance_on_held_out_images_of_seen_tasks(cache):
 def test_generator_checkpoint_rebuilds_and_generates_deterministically(cache):
     from d2nwg.head_generator import HeadGenerator, SamplingSettings
 
-    generator = HeadGenerator.load(cache / "generator-tiny" / "head" / "generator.pt")
+    generator = HeadGenerator.load(cache / "generator-tiny" / "head")
     data = load_features(sorted(ids_on_side(cache, "unseen"))[0], cache / "data-tiny")
     support = [data.features[data.labels == c][:2] for c in range(len(data.classes))]
     a = generator.generate(support, SamplingSettings(samples=2, steps=5, seed=11))

@@ -50,7 +50,7 @@ export const headManifestSchema = object({
   }),
   max_classes: integer,
   trace: object({ file: string, sha256: string, max_abs_error: number }),
-  generator: object({ file: string, sha256: string }),
+  checkpoint: record(string),
   training_inputs: object({
     zoo_table_sha256: string,
     heads: integer,
