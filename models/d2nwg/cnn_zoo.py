@@ -84,6 +84,20 @@ CLASSES = 10  # every zoo model is a 10-way classifier
 # Images: PNG → 28×28 ink-on-black, cached per dataset
 
 
+def luma(png_path: Path | str) -> Image.Image:
+    """The image as 8-bit grayscale ("L"), transparency composited on white first (rounded per channel).
+
+    Every built dataset is opaque RGB, for which this is plain convert("L"): the
+    converted arrays (CONVERSION 1) are unchanged by the compositing.
+    """
+    image = Image.open(png_path)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[..., 3:] / 255.0
+        image = Image.fromarray(np.round(rgba[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8), "RGB")
+    return image.convert("L")
+
+
 def background_is_dark(image: Image.Image) -> bool:
     """Whether a grayscale image's outermost pixel ring is mostly dark (bright ink on black)."""
     pixels = np.asarray(image)
@@ -98,7 +112,7 @@ def to_grayscale_28(png_path: Path | str, dark_background: bool | None = None) -
     (the Fashion-MNIST and 8×8-digits benchmarks keep their own polarity)
     are not. `dark_background` None: judged from this image's border.
     """
-    image = Image.open(png_path).convert("L")
+    image = luma(png_path)
     if dark_background is None:
         dark_background = background_is_dark(image)
     side = max(image.size)
@@ -121,7 +135,7 @@ def _converted_images(dataset_id: str, data_root: Path, index: dict, cache_root:
         if images.shape == (len(index["images"]), IMAGE_SIDE, IMAGE_SIDE):
             return images
     files = [store.dataset_dir(data_root, dataset_id) / entry["file"] for entry in index["images"]]
-    dark = [background_is_dark(Image.open(f).convert("L")) for f in files]
+    dark = [background_is_dark(luma(f)) for f in files]
     dark_background = sum(dark) * 2 > len(dark)
     images = np.stack([np.round(to_grayscale_28(f, dark_background) * 255).astype(np.uint8) for f in files])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,13 +316,15 @@ def population_forward(arch: CnnArch, params: dict[str, torch.Tensor], x: torch.
 
 
 def predict(arch: CnnArch | str, tensors: dict[str, np.ndarray], x: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Logits [N, 10] of one model given by its named tensors, on images x [N, 1, 28, 28]."""
+    """Logits [N, classes] of one model given by its named tensors, on images x [N, 1, 28, 28]; the last
+    layer may have any number of rows (a generated CNN has one per class)."""
     arch = get_arch(arch) if isinstance(arch, str) else arch
     params = {
-        name: torch.tensor(np.asarray(tensors[name], np.float32)).reshape(1, *shape)
-        for name, shape in arch.layout()
+        name: torch.tensor(np.asarray(tensors[name], np.float32)).reshape(1, *np.shape(tensors[name]))
+        for name, _ in arch.layout()
     }
-    logits = np.zeros((len(x), CLASSES), np.float32)
+    classes = int(np.size(tensors[f"{arch.dense[-1].name}.bias"]))
+    logits = np.zeros((len(x), classes), np.float32)
     with torch.no_grad():
         for i in range(0, len(x), chunk):
             images = torch.as_tensor(np.asarray(x[i : i + chunk], np.float32))[None]  # a population of one
@@ -418,10 +434,13 @@ def _stack_padded(arrays: list[np.ndarray]) -> torch.Tensor:
 def train_population(
     arch: CnnArch, x_trains: list[np.ndarray], y_trains: list[np.ndarray],
     init_seeds: list[int], order_seeds: list[int], recipe: CnnRecipe,
+    initial: list[dict[str, torch.Tensor]] | None = None,
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """P models at once, model p as train_alone(arch, x_trains[p], ...); {epoch: named parameters [P, ...]}."""
+    """P models at once, model p as train_alone(arch, x_trains[p], ...); {epoch: named parameters [P, ...]}.
+
+    `initial`: start model p from initial[p] (fine-tuning) instead of the init of init_seeds[p]."""
     models = len(x_trains)
-    inits = [init_params(arch, s) for s in init_seeds]
+    inits = initial if initial is not None else [init_params(arch, s) for s in init_seeds]
     params = {name: torch.stack([init[name] for init in inits]).requires_grad_() for name, _ in arch.layout()}
     optimizer = PopulationAdam(list(params.values()), lr=recipe.learning_rate)
     rngs = [np.random.default_rng(s) for s in order_seeds]

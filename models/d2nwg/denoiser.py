@@ -4,9 +4,11 @@ Input tokens: each latent token z_i (one head row, or one CNN chunk) mapped to
 the model width, plus its condition token through a light adapter (the
 encoder itself stays frozen while the denoiser trains, as in the paper's
 second stage), plus the timestep embedding; a leading token carries the
-dataset token (and, for the cnn family, the architecture). Tokens with a
-position in a fixed layout (CNN chunks) add a learned position embedding;
-head rows add none, so permuting classes permutes the output.
+dataset token. The cnn family passes `position_ids` ([B, 1 + N]): a learned
+embedding per id is added to each token, the leading token's id naming the
+architecture (the architecture token) and each CNN chunk's id its layer and
+place; all class rows of an arch share one id. Head rows add none, so in
+both families permuting classes permutes the output.
 
 Classifier-free guidance (Ho & Salimans 2022): `condition_scale` s ∈ [0, 1]
 blends each condition with a learned null embedding, s = 0 being the
@@ -33,7 +35,7 @@ class DenoiserConfig:
     dim: int = 256
     heads: int = 4
     layers: int = 4
-    positions: int = 0  # > 0: learned position embeddings for a fixed token layout (cnn chunks)
+    positions: int = 0  # > 0: learned embeddings for position ids (cnn chunks and architecture tokens)
     condition_dropout: float = 0.1
 
 
@@ -84,15 +86,18 @@ class Denoiser(nn.Module):
         dataset_token: torch.Tensor,  # [B, condition_dim]
         token_mask: torch.Tensor,  # [B, N] 1 = real token
         condition_scale: torch.Tensor,  # [B] 1 = conditional, 0 = unconditional
+        position_ids: torch.Tensor | None = None,  # [B, 1 + N] int64, when config.positions > 0
     ) -> torch.Tensor:  # ε̂ [B, N, latent_dim]
         s = condition_scale[:, None, None]
         cls = s * self.class_adapter(class_tokens) + (1 - s) * self.null_class
         ds = s[:, 0] * self.dataset_adapter(dataset_token) + (1 - s[:, 0]) * self.null_dataset
         time = self.time(timestep_embedding(timestep, self.config.dim))[:, None, :]
         x = self.latent_in(latents) + cls + time
-        if self.position is not None:
-            x = x + self.position[: x.shape[1]]
         x = torch.cat([(ds[:, None, :] + time), x], dim=1)
+        if self.position is not None:
+            if position_ids is None:
+                raise ValueError("this denoiser was trained with position ids; pass position_ids")
+            x = x + self.position[position_ids]
         mask = torch.cat([torch.ones_like(token_mask[:, :1]), token_mask], dim=1)
         for block in self.blocks:
             x = block(x, mask)

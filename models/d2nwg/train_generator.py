@@ -9,6 +9,7 @@ Stages, in order (D2NWG §3):
 Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg train-generator [--config NAME]
+    /usr/bin/python3 -m d2nwg train-generator --family cnn [--config NAME]   (the cnn family: cnn_generator.py)
 
 Writes the checkpoint into `release/head/`: `vae.pt`, `encoder.pt`, `denoiser.pt`
 (each model's config and weights) and `generator.json` (the training config,
@@ -408,10 +409,20 @@ def run(config: GeneratorConfig, out_dir: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg train-generator", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="override file under configs/generator/")
+    parser.add_argument("--family", choices=("head", "cnn"), default="head")
+    parser.add_argument("--config", default=None, help="override file under configs/generator/ (head) or configs/cnn-generator/ (cnn)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.family == "cnn":
+        from . import cnn_generator
+
+        cnn_config = load_config(cnn_generator.CnnGeneratorConfig(), "cnn-generator", args.config)
+        out = RELEASE_DIR / "cnn" if args.config is None else cache_dir() / f"generator-{args.config}" / "cnn"
+        result = cnn_generator.run(cnn_config, out)
+        log.info("trained in %.0f s; reconstruction %s; written to %s", result["timings"]["total_s"],
+                 result["reconstruction"], out)
+        return 0
     config = load_config(GeneratorConfig(), "generator", args.config)
     out_dir = RELEASE_DIR / "head" if args.config is None else cache_dir() / f"generator-{args.config}" / "head"
     summary = run(config, out_dir)
