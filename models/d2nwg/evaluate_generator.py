@@ -20,6 +20,7 @@ Sections:
 Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg evaluate-generator [--config NAME]
+    /usr/bin/python3 -m d2nwg evaluate-generator --family cnn [--config NAME]   (evaluate_cnn.py)
 
 reads the checkpoint in `release/head/` (with `--config NAME`, the checkpoint in
 `<cache>/generator-NAME/head/`) and writes beside it.
@@ -590,9 +591,19 @@ def run(config: EvaluationConfig, generator_dir: Path, data_name: str, zoo_name:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg evaluate-generator", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="override file under configs/generator/ (training) and configs/evaluation/")
+    parser.add_argument("--family", choices=("head", "cnn"), default="head")
+    parser.add_argument("--config", default=None, help="override file under configs/generator/ (training) and configs/evaluation/"
+                        " (cnn: configs/cnn-evaluation/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.family == "cnn":
+        from . import evaluate_cnn
+
+        cnn_config = load_config(evaluate_cnn.CnnEvaluationConfig(), "cnn-evaluation", args.config)
+        folder = RELEASE_DIR / "cnn" if args.config is None else cache_dir() / f"generator-{args.config}" / "cnn"
+        for row in evaluate_cnn.run(cnn_config, folder)["targets"]:
+            log.info("%s: %s (target %s)", row["measure"], row["measured"], row["target"])
+        return 0
     training = load_config(GeneratorConfig(), "generator", args.config)
     config = load_config(EvaluationConfig(), "evaluation", args.config)
     generator_dir = RELEASE_DIR / "head" if args.config is None else cache_dir() / f"generator-{args.config}" / "head"

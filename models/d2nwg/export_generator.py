@@ -16,6 +16,7 @@ step's ε̂ and x_{t−1}, and the decoded heads, for the engine's parity tests.
 Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg export-generator [--config NAME]
+    /usr/bin/python3 -m d2nwg export-generator --family cnn [--config NAME]   (export_cnn.py)
 
 reads the checkpoint in `release/head/` (with `--config NAME`, the one under
 `<cache>/generator-NAME/head/`) and writes the graphs, `manifest.json` and
@@ -184,10 +185,16 @@ def export(generator_dir: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg export-generator", description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=("head", "cnn"), default="head")
     parser.add_argument("--config", default=None)
     args = parser.parse_args(argv)
-    generator_dir = RELEASE_DIR / "head" if args.config is None else cache_dir() / f"generator-{args.config}" / "head"
-    manifest = export(generator_dir)
+    generator_dir = RELEASE_DIR / args.family if args.config is None else cache_dir() / f"generator-{args.config}" / args.family
+    if args.family == "cnn":
+        from .export_cnn import export as export_cnn
+
+        manifest = export_cnn(generator_dir)
+    else:
+        manifest = export(generator_dir)
     sizes = ", ".join(f"{name} {g['bytes'] / 1e6:.1f} MB" for name, g in manifest["graphs"].items())
     print(f"exported to {generator_dir}: {sizes}")
     return 0

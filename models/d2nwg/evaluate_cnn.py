@@ -1,0 +1,393 @@
+"""Evaluate the cnn-family generator against honest baselines; write REPORT.md, metrics.json and plots.
+
+Every generated number is the mean ± standard deviation over `samples`
+generated CNNs (and over tasks or datasets), never the best sample; best-of-N
+is an extra column with N stated.
+
+Sections:
+  - seen: zoo tasks (trained on, and held out of training), held-out images:
+    generated CNNs (conditioned on a `seen_shots`-shot support draw of the
+    task's train images) vs the zoo's own final checkpoints for the task;
+  - memorisation: distance and error overlap of generated CNNs to the nearest
+    zoo checkpoint, beside a checkpoint plus Gaussian noise at matched
+    accuracy and the average of the task's checkpoints;
+  - unseen fine-tuning: 10-class subsets of unseen datasets, the zoo's recipe
+    (Adam 1e-2, batch 32, ±2 px shifts) for 0…10 epochs on `finetune_shots`
+    train images per class, from generated, random (the zoo's init) and
+    pretrained (the final zoo checkpoint of the nearest seen task) weights.
+
+Usage (from `models/`):
+
+    /usr/bin/python3 -m d2nwg evaluate-generator --family cnn [--config NAME]
+
+reads `release/cnn/` (with `--config NAME`: `<cache>/generator-NAME/cnn/`,
+settings from `configs/cnn-evaluation/NAME.json`) and writes beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .baselines import stable_seed  # noqa: E402
+from .cnn_generator import CnnGenerator, CnnGeneratorConfig  # noqa: E402
+from .cnn_tokens import CnnCorpus, load_cnn_corpus  # noqa: E402
+from .cnn_zoo import CLASSES, CnnRecipe, get_arch, init_params, load_dataset_28, predict, train_population  # noqa: E402
+from .config import as_dict, cache_dir  # noqa: E402
+from .evaluate_generator import error_iou, stats  # noqa: E402
+from .features import built_datasets, load_features  # noqa: E402
+from .head_generator import SamplingSettings  # noqa: E402
+from .head_tokens import unit_rows  # noqa: E402
+
+log = logging.getLogger("d2nwg.evaluate_cnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class CnnEvaluationConfig:
+    seed: int = 0
+    samples: int = 10
+    steps: int = 50
+    eta: float = 0.0
+    guidance: float = 1.0
+    temperature: float = 1.0
+    seen_tasks: int = 24  # zoo tasks the generator trained on
+    seen_shots: int = 20
+    memorisation_tasks: int = 8
+    unseen_datasets: int = 8  # 0: every unseen dataset with 10 usable classes
+    finetune_shots: int = 20
+    finetune_epochs: int = 10
+    finetune_samples: int = 3  # generated CNNs fine-tuned per dataset; as many random inits
+
+
+def sampling(config: CnnEvaluationConfig, seed: int, samples: int | None = None) -> SamplingSettings:
+    return SamplingSettings(samples=samples or config.samples, steps=config.steps, eta=config.eta,
+                            guidance=config.guidance, seed=seed % 2**32, temperature=config.temperature)
+
+
+def flat(params: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(v, np.float32).ravel() for v in params.values()])
+
+
+def unflat(arch: str, vector: np.ndarray) -> dict[str, np.ndarray]:
+    out, start = {}, 0
+    for name, shape in get_arch(arch).layout():
+        n = int(np.prod(shape))
+        out[name] = vector[start : start + n].reshape(shape)
+        start += n
+    return out
+
+
+def wrong(arch: str, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return predict(arch, params, x).argmax(-1) != y
+
+
+# ---- seen and memorisation ----------------------------------------------------------------------------
+
+
+def seen_section(generator: CnnGenerator, corpus: CnnCorpus, config: CnnEvaluationConfig, validation: set[str],
+                 data_root: Path) -> dict:
+    rng = np.random.default_rng(config.seed)
+    last = max(int(r["epoch"]) for r in corpus.model_rows)
+    trained = [t for t, task in enumerate(corpus.task_ids) if task not in validation]
+    held = [t for t, task in enumerate(corpus.task_ids) if task in validation]
+    picked = {"trained": sorted(int(t) for t in rng.choice(trained, size=min(config.seen_tasks, len(trained)), replace=False)),
+              "held_out_of_training": held[: config.seen_tasks]}
+    zoo_final: dict[tuple[int, str], list[int]] = {}
+    for m, row in enumerate(corpus.model_rows):
+        if int(row["epoch"]) == last:
+            zoo_final.setdefault((int(corpus.model_task[m]), corpus.model_arch[m]), []).append(m)
+    all_vectors = {arch: np.stack([flat(corpus.norm.to_params(arch, corpus.tokens[m]))
+                                   for m in range(len(corpus.tokens)) if corpus.model_arch[m] == arch])
+                   for arch in sorted(set(corpus.model_arch))}
+    out: dict = {}
+    memo: dict[str, list[dict]] = {}
+    for arch in sorted(set(corpus.model_arch)):
+        out[arch] = {}
+        for name, tasks in picked.items():
+            generated, best, zoo = [], [], []
+            for t in tasks:
+                x, y = corpus.images(t, data_root)[2:]
+                support = [corpus.features[i] for i in corpus.draw_support(t, config.seen_shots, rng)]
+                nets = generator.generate(arch, support, sampling(config, stable_seed(config.seed, "seen", arch, t)))
+                acc = [float((predict(arch, p, x).argmax(-1) == y).mean()) for p in nets]
+                zoo_models = zoo_final.get((t, arch), [])
+                zoo_params = [corpus.norm.to_params(arch, corpus.tokens[m]) for m in zoo_models]
+                zoo.append(np.mean([float((predict(arch, p, x).argmax(-1) == y).mean()) for p in zoo_params]))
+                generated.append(np.mean(acc))
+                best.append(np.max(acc))
+                if name == "trained" and len(memo.get(arch, [])) < config.memorisation_tasks:
+                    memo.setdefault(arch, []).append(memorisation(arch, nets, zoo_params, all_vectors[arch], x, y, rng))
+            out[arch][name] = {"tasks": len(tasks), "generated": stats(generated), "generated_best_of_n": stats(best),
+                               "zoo": stats(zoo), "ratio": float(np.mean(generated) / np.mean(zoo)), "chance": 1 / CLASSES}
+            log.info("seen %s %s %s", arch, name, out[arch][name])
+        out[arch]["memorisation"] = summarise(memo.get(arch, []))
+    return out
+
+
+def memorisation(arch: str, nets: list[dict], zoo_params: list[dict], zoo_vectors: np.ndarray, x: np.ndarray,
+                 y: np.ndarray, rng: np.random.Generator) -> dict:
+    """Nearest zoo checkpoint (over the whole zoo of the arch, every snapshot) of each generated CNN, its
+    L2 distance and the IoU of the two models' wrongly classified held-out images; the same for the
+    task's checkpoint plus Gaussian noise (σ searched to match the generated accuracy) and for the
+    average of the task's checkpoints."""
+
+    def nearest_of(vector: np.ndarray) -> tuple[int, float]:
+        d = np.sqrt(((zoo_vectors - vector) ** 2).sum(1))
+        return int(d.argmin()), float(d.min())
+
+    rows: dict = {"generated": [], "noise": [], "average": []}
+    gen_acc = []
+    for p in nets:
+        v = flat(p)
+        i, d = nearest_of(v)
+        w = wrong(arch, p, x, y)
+        gen_acc.append(1 - w.mean())
+        rows["generated"].append({"distance": d, "iou": error_iou(w, wrong(arch, unflat(arch, zoo_vectors[i]), x, y)),
+                                  "accuracy": float(1 - w.mean())})
+    target = float(np.mean(gen_acc))
+    base = flat(zoo_params[0])
+    scale = float(np.sqrt((base**2).mean()))
+    best = None
+    for sigma in scale * np.array([0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0]):
+        noisy = base + rng.standard_normal(base.shape).astype(np.float32) * sigma
+        acc = float(1 - wrong(arch, unflat(arch, noisy), x, y).mean())
+        if best is None or abs(acc - target) < abs(best[1] - target):
+            best = (noisy, acc)
+    i, d = nearest_of(best[0])
+    rows["noise"].append({"distance": d, "iou": error_iou(wrong(arch, unflat(arch, best[0]), x, y),
+                                                          wrong(arch, unflat(arch, zoo_vectors[i]), x, y)),
+                          "accuracy": best[1]})
+    average = np.mean([flat(p) for p in zoo_params], axis=0)
+    i, d = nearest_of(average)
+    w = wrong(arch, unflat(arch, average), x, y)
+    rows["average"].append({"distance": d, "iou": error_iou(w, wrong(arch, unflat(arch, zoo_vectors[i]), x, y)),
+                            "accuracy": float(1 - w.mean())})
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    return {kind: {k: stats([r[k] for row in rows for r in row[kind]]) for k in ("distance", "iou", "accuracy")}
+            for kind in ("generated", "noise", "average")}
+
+
+# ---- unseen fine-tuning -------------------------------------------------------------------------------
+
+
+def unseen_tasks(data_root: Path, config: CnnEvaluationConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """(dataset id, 10 class indices) per unseen dataset with at least 10 classes of enough train images:
+    the first 10 of a seeded permutation of its usable classes."""
+    out = []
+    for dataset_id, partition in built_datasets(data_root):
+        if partition != "unseen":
+            continue
+        data = load_features(dataset_id, data_root)
+        counts = np.bincount(data.labels[data.is_train], minlength=len(data.classes))
+        usable = [c for c in range(len(data.classes)) if counts[c] >= config.finetune_shots]
+        if len(usable) < CLASSES:
+            continue
+        order = np.random.default_rng(stable_seed(config.seed, "cnn-unseen", dataset_id)).permutation(usable)
+        out.append((dataset_id, tuple(sorted(int(c) for c in order[:CLASSES]))))
+    if config.unseen_datasets:
+        pick = np.random.default_rng(config.seed).permutation(len(out))[: config.unseen_datasets]
+        out = [out[i] for i in sorted(pick)]
+    return out
+
+
+def nearest_seen_task(corpus: CnnCorpus, support_mean: np.ndarray) -> int:
+    """The seen zoo task whose mean unit feature (over its classes' train images) is nearest."""
+    means = np.stack([unit_rows(np.concatenate([corpus.features[corpus.class_train[k]] for k in classes]).mean(0))
+                      for classes in corpus.task_classes])
+    return int(np.argmax(means @ unit_rows(support_mean)))
+
+
+def finetune(arch: str, starts: list[dict[str, np.ndarray]], x: np.ndarray, y: np.ndarray, xq: np.ndarray,
+             yq: np.ndarray, epochs: int, seed: int) -> np.ndarray:
+    """Accuracy [starts, epochs + 1] on (xq, yq) after 0…epochs epochs of the zoo recipe from each start."""
+    recipe = CnnRecipe(epochs=epochs, snapshot_epochs=epochs)
+    initial = [{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in s.items()} for s in starts]
+    snapshots = train_population(get_arch(arch), [x] * len(starts), [y] * len(starts), [0] * len(starts),
+                                 [seed + i for i in range(len(starts))], recipe, initial=initial)
+    curves = np.zeros((len(starts), epochs + 1))
+    for i, s in enumerate(starts):
+        curves[i, 0] = (predict(arch, s, xq).argmax(-1) == yq).mean()
+    for epoch, params in snapshots.items():
+        for i in range(len(starts)):
+            p = {k: v[i].numpy() for k, v in params.items()}
+            curves[i, epoch] = (predict(arch, p, xq).argmax(-1) == yq).mean()
+    return curves
+
+
+def unseen_section(generator: CnnGenerator, corpus: CnnCorpus, config: CnnEvaluationConfig, data_root: Path) -> dict:
+    tasks = unseen_tasks(data_root, config)
+    last = max(int(r["epoch"]) for r in corpus.model_rows)
+    out: dict = {"datasets": [d for d, _ in tasks], "shots": config.finetune_shots, "archs": {}}
+    for arch in sorted(set(corpus.model_arch)):
+        curves: dict[str, list[np.ndarray]] = {"generated": [], "random": [], "pretrained": []}
+        for dataset_id, classes in tasks:
+            data = load_features(dataset_id, data_root)
+            x, y, xq, yq = load_dataset_28(dataset_id, data_root, classes)
+            rng = np.random.default_rng(stable_seed(config.seed, "cnn-finetune", dataset_id))
+            chosen = np.concatenate([rng.choice(np.flatnonzero(y == c), size=config.finetune_shots, replace=False)
+                                     for c in range(CLASSES)])
+            # The same train images, in the features' order: index.json order, train split, chosen classes.
+            train_rows = np.flatnonzero(data.is_train & np.isin(data.labels, classes))
+            feature_rows = train_rows[chosen]
+            support = [data.features[feature_rows[y[chosen] == c]] for c in range(CLASSES)]
+            n = config.finetune_samples
+            generated = generator.generate(arch, support, sampling(config, stable_seed(config.seed, dataset_id, arch), n))
+            random = [{k: v.numpy() for k, v in init_params(get_arch(arch), 1000 + i).items()} for i in range(n)]
+            nearest = nearest_seen_task(corpus, np.concatenate(support).mean(0))
+            zoo = [m for m in range(len(corpus.tokens)) if int(corpus.model_task[m]) == nearest
+                   and corpus.model_arch[m] == arch and int(corpus.model_rows[m]["epoch"]) == last][:n]
+            pretrained = [corpus.norm.to_params(arch, corpus.tokens[m]) for m in zoo]
+            result = finetune(arch, generated + random + pretrained, x[chosen], y[chosen], xq, yq,
+                              config.finetune_epochs, stable_seed(config.seed, "order", dataset_id) % 2**31)
+            curves["generated"].append(result[:n])
+            curves["random"].append(result[n : 2 * n])
+            curves["pretrained"].append(result[2 * n :])
+            log.info("finetune %s %s gen %s random %s pretrained %s", arch, dataset_id, result[:n].mean(0).round(3),
+                     result[n : 2 * n].mean(0).round(3), result[2 * n :].mean(0).round(3))
+        summary = {}
+        for kind, per_dataset in curves.items():
+            stacked = np.stack([c.mean(0) for c in per_dataset])  # [datasets, epochs + 1]
+            summary[kind] = {"mean": stacked.mean(0).tolist(), "std": stacked.std(0).tolist(),
+                             "per_dataset": stacked.tolist()}
+        random_final = np.array(summary["random"]["mean"])[-1]
+        generated_curve = np.array(summary["generated"]["mean"])
+        reached = np.flatnonzero(generated_curve >= random_final)
+        summary["epochs_to_random_10"] = int(reached[0]) if len(reached) else None
+        per_dataset_epochs = []
+        for g, r in zip(summary["generated"]["per_dataset"], summary["random"]["per_dataset"]):
+            hit = np.flatnonzero(np.array(g) >= r[-1])
+            per_dataset_epochs.append(int(hit[0]) if len(hit) else None)
+        summary["epochs_to_random_10_per_dataset"] = per_dataset_epochs
+        out["archs"][arch] = summary
+    return out
+
+
+# ---- report -------------------------------------------------------------------------------------------
+
+
+def fmt(s: dict) -> str:
+    return f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def plot_finetune(unseen: dict, path: Path) -> None:
+    archs = sorted(unseen["archs"])
+    fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 3.6), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        for kind, colour in (("generated", "tab:blue"), ("pretrained", "tab:green"), ("random", "tab:gray")):
+            s = unseen["archs"][arch][kind]
+            m, sd = np.array(s["mean"]), np.array(s["std"])
+            ax.plot(range(len(m)), m, label=kind, color=colour)
+            ax.fill_between(range(len(m)), m - sd, m + sd, color=colour, alpha=0.15)
+        ax.set_title(f"{arch}: {unseen['shots']} images per class, {len(unseen['datasets'])} unseen datasets")
+        ax.set_xlabel("epochs of fine-tuning")
+        ax.set_ylabel("test accuracy")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def targets(metrics: dict) -> list[dict]:
+    out = []
+    for arch, seen in metrics["seen"].items():
+        ratio = seen["trained"]["ratio"]
+        out.append({"measure": f"seen datasets: generated ÷ zoo checkpoint accuracy ({arch})", "target": "≥ 0.98",
+                    "measured": f"{ratio:.3f}", "met": ratio >= 0.98})
+    for arch, unseen in metrics["unseen"]["archs"].items():
+        e = unseen["epochs_to_random_10"]
+        out.append({"measure": f"unseen datasets: epochs from generated init to random init's 10-epoch accuracy ({arch})",
+                    "target": "≤ 1", "measured": "never within 10" if e is None else str(e), "met": e is not None and e <= 1})
+    for arch, seen in metrics["seen"].items():
+        memo = seen.get("memorisation")
+        if memo:
+            better = memo["generated"]["distance"]["mean"] > memo["noise"]["distance"]["mean"]
+            out.append({"measure": f"memorisation: distance to nearest zoo checkpoint vs noise baseline ({arch})",
+                        "target": "farther (more novel)",
+                        "measured": f"{memo['generated']['distance']['mean']:.2f} vs {memo['noise']['distance']['mean']:.2f}",
+                        "met": better})
+    hours = metrics["training"]["timings"]["total_s"] / 3600
+    out.append({"measure": "training wall time on 2 cores", "target": "≤ 2 h", "measured": f"{hours:.2f} h", "met": hours <= 2})
+    return out
+
+
+def write_report(metrics: dict, out_dir: Path) -> None:
+    c = metrics["config"]
+    lines = ["# cnn family: generated CNN weights, measured", "",
+             f"Checkpoint trained in {metrics['training']['timings']['total_s'] / 60:.0f} min on 2 cores from "
+             f"{metrics['training']['inputs']['models']} zoo CNNs of {metrics['training']['inputs']['tasks']} seen tasks. "
+             f"Sampling: {c['steps']} DDIM steps, η = {c['eta']}, guidance {c['guidance']}, temperature {c['temperature']}. "
+             f"Generated numbers are the mean ± standard deviation over {c['samples']} generated CNNs per task "
+             "(then over tasks); best-of-N is an extra column.", "",
+             "## Targets", "", "| measure | target | measured |", "|---|---|---|"]
+    for t in targets(metrics):
+        lines.append(f"| {t['measure']} | {t['target']} | {t['measured']} {'(met)' if t['met'] else '(missed)'} |")
+    lines += ["", "## VAE reconstruction (zoo tasks held out of training)", "", "| arch | CNNs | original | reconstructed | ratio |",
+              "|---|---|---|---|---|"]
+    for arch, r in metrics["training"]["reconstruction"].items():
+        lines.append(f"| {arch} | {r['models']} | {r['original_accuracy']:.3f} | {r['reconstructed_accuracy']:.3f} | {r['ratio']:.3f} |")
+    lines += ["", "## Seen datasets (held-out images)", "",
+              f"Support: {c['seen_shots']} train images per class of the task, through the backbone and the dataset encoder.", "",
+              "| arch | tasks | n | generated | best of N | zoo checkpoints | ratio |", "|---|---|---|---|---|---|---|"]
+    for arch, seen in metrics["seen"].items():
+        for name in ("trained", "held_out_of_training"):
+            s = seen[name]
+            lines.append(f"| {arch} | {name.replace('_', ' ')} | {s['tasks']} | {fmt(s['generated'])} | "
+                         f"{fmt(s['generated_best_of_n'])} (N = {c['samples']}) | {fmt(s['zoo'])} | {s['ratio']:.3f} |")
+    lines += ["", "## Memorisation (trained tasks)", "",
+              "L2 distance over all parameters to the nearest zoo checkpoint of the arch (every snapshot of every task), "
+              "and the IoU of the wrongly classified held-out images of the two models. Baselines: one of the task's "
+              "checkpoints plus Gaussian noise with σ searched to match the generated accuracy, and the average of the "
+              "task's checkpoints.", "", "| arch | weights | accuracy | distance | error IoU |", "|---|---|---|---|---|"]
+    for arch, seen in metrics["seen"].items():
+        for kind, m in seen.get("memorisation", {}).items():
+            lines.append(f"| {arch} | {kind} | {fmt(m['accuracy'])} | {fmt(m['distance'])} | {fmt(m['iou'])} |")
+    u = metrics["unseen"]
+    lines += ["", "## Unseen datasets: fine-tuning", "",
+              f"{len(u['datasets'])} unseen datasets ({', '.join(u['datasets'])}), 10 classes each, {u['shots']} train "
+              "images per class; the zoo's recipe. Accuracy on the test split after each epoch, mean ± standard deviation "
+              "over datasets (each dataset: the mean over its starts).", "", "![fine-tuning](finetune.png)", "",
+              "| arch | start | epoch 0 | 1 | 2 | 5 | 10 |", "|---|---|---|---|---|---|---|"]
+    for arch, s in u["archs"].items():
+        for kind in ("generated", "pretrained", "random"):
+            m, sd = s[kind]["mean"], s[kind]["std"]
+            cells = " | ".join(f"{m[e]:.3f} ± {sd[e]:.3f}" for e in (0, 1, 2, 5, 10) if e < len(m))
+            lines.append(f"| {arch} | {kind} | {cells} |")
+        lines.append("")
+        lines.append(f"{arch}: epochs for generated init to reach random init's 10-epoch accuracy, per dataset: "
+                     f"{s['epochs_to_random_10_per_dataset']} (None: not within 10).")
+    (out_dir / "REPORT.md").write_text("\n".join(lines) + "\n")
+
+
+def run(config: CnnEvaluationConfig, generator_dir: Path) -> dict:
+    started = time.monotonic()
+    generator = CnnGenerator.load(generator_dir)
+    training = json.loads((generator_dir / "training.json").read_text())
+    gen_config = CnnGeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in training["config"].items()})
+    data_root = cache_dir() / gen_config.data_name
+    corpus = load_cnn_corpus(cache_dir() / gen_config.zoo_name / "cnns", data_root, gen_config.max_models,
+                             tuple(gen_config.archs))
+    validation = set(generator.checkpoint["validation_tasks"])
+    metrics = {"config": as_dict(config), "training": {k: training[k] for k in ("inputs", "reconstruction", "timings")}}
+    metrics["seen"] = seen_section(generator, corpus, config, validation, data_root)
+    metrics["unseen"] = unseen_section(generator, corpus, config, data_root)
+    metrics["targets"] = targets(metrics)
+    metrics["wall_s"] = time.monotonic() - started
+    (generator_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_finetune(metrics["unseen"], generator_dir / "finetune.png")
+    write_report(metrics, generator_dir)
+    return metrics

@@ -1,0 +1,195 @@
+"""Export the cnn-family generator: three ONNX graphs, a manifest, a parity trace, and whole-CNN graphs.
+
+Graphs (opset 17):
+  encoder.onnx   features [C, K, F] (unit-norm), image_mask [C, K] → class_tokens [C, d], dataset_token [d]
+  denoiser.onnx  latents [B, T, L], timestep [B], class_tokens [B, T, d] (each token's condition),
+                 dataset_token [B, d], token_mask [B, T], condition_scale [B],
+                 position_ids [B, 1 + T] (int64; the first is the architecture token) → eps [B, T, L]
+  decoder.onnx   latents [S, T, L], position_ids [T] → tokens [S, T, 256] (normalised)
+
+Each arch's network: per conv, convolution (stride 1, zero padding) → max-pool
+(window = stride = pool, when pool > 1) → tanh; flatten (C, H, W); dense
+layers with tanh between them, none after the last.
+
+The engine runs: encoder → each token's condition (body chunks: the dataset
+token; class rows: their class token) → x_T = Mulberry32(seed) normals as
+[S, T, L] → DDIM → latents / latent_scale → decoder → per-tensor
+de-normalisation and reshaping by the manifest's layout → named tensors.
+
+`cnn_graph()` writes the ONNX of one complete generated CNN (input
+`images [N, 1, 28, 28]`, output `logits [N, classes]`), what a user takes
+elsewhere; the release ships one for the trace's first sample.
+
+Usage (from `models/`):
+
+    /usr/bin/python3 -m d2nwg export-generator --family cnn [--config NAME]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cnn_generator import CnnGenerator, denoiser_positions, token_conditions
+from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS
+from .cnn_zoo import IMAGE_SIDE, CnnModule, get_arch
+from .ddim import ddim_step, timesteps
+from .export_generator import OPSET, RELEASE_VERSION, EncoderGraph, export_graph, fixture_support, pack
+from .features import backbone_id
+from .hashing import sha256_file
+from .head_generator import MODEL_PARTS, SamplingSettings
+from .rng import Mulberry32
+
+TRACE_TOLERANCE = 1e-4
+DEFAULTS = SamplingSettings(samples=8, steps=50, eta=0.0, guidance=1.0, seed=0, temperature=1.0)
+PREPROCESSING = ("28×28 grayscale in [0, 1], ink high and background 0: letterboxed on the background colour, "
+                 "bilinear (area-averaging) shrink, inverted when the dataset's images are mostly on a light "
+                 "background (judged by the median of each image's outermost pixel ring, majority over the dataset)")
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, latents: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latents, position_ids)
+
+
+def cnn_graph(arch: str, params: dict[str, np.ndarray], path: Path) -> dict:
+    """ONNX of one complete CNN with the given weights: images [N, 1, 28, 28] → logits [N, classes]."""
+    model = CnnModule(get_arch(arch))
+    classes = params[f"{LAYOUTS[arch].head_layer}.weight"].shape[0]
+    head = LAYOUTS[arch].head_layer
+    setattr(model, head, nn.Linear(LAYOUTS[arch].head_in, classes))
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in params.items()})
+    model.eval()
+    torch.onnx.export(model, (torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE),), str(path), input_names=["images"],
+                      output_names=["logits"], opset_version=OPSET, dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def tensor_json(x) -> dict:
+    a = np.asarray(x)
+    return {"shape": list(a.shape), "data": a.astype(np.float64).ravel().tolist()}
+
+
+@torch.no_grad()
+def record_trace(generator: CnnGenerator, arch: str, settings: SamplingSettings) -> tuple[dict, list[dict]]:
+    support = fixture_support(generator.encoder.config.feature_dim)
+    features, mask = pack(support)
+    class_tokens, dataset_token = EncoderGraph(generator.encoder)(torch.from_numpy(features), torch.from_numpy(mask))
+    s, c = settings.samples, len(support)
+    tokens = LAYOUTS[arch].body_tokens + c
+    rng = Mulberry32(settings.seed)
+    x = rng.normals(s * tokens * generator.denoiser.config.latent_dim).reshape(s, tokens, -1) * settings.temperature
+    cond = token_conditions(arch, class_tokens[None], dataset_token[None]).expand(s, -1, -1)
+    ds = dataset_token[None].expand(s, -1)
+    positions = denoiser_positions(arch, c, 2 * s)
+    steps = []
+    for t in timesteps(generator.schedule, settings.steps):
+        both = torch.from_numpy(np.concatenate([x, x]).astype(np.float32))
+        eps = generator.denoiser(both, torch.full((2 * s,), float(t)), torch.cat([cond, cond]), torch.cat([ds, ds]),
+                                 torch.ones(2 * s, tokens), torch.cat([torch.ones(s), torch.zeros(s)]), positions).double().numpy()
+        guided = eps[s:] + settings.guidance * (eps[:s] - eps[s:])
+        x, _ = ddim_step(generator.schedule, settings.steps, guided, int(t), x, settings.eta, rng)
+        steps.append({"t": int(t), "eps_conditional": eps[:s].ravel().tolist(), "eps_unconditional": eps[s:].ravel().tolist(),
+                      "prev_sample": x.ravel().tolist()})
+    nets = generator.decode(arch, (x / generator.latent_scale).astype(np.float32))
+    trace = {
+        "arch": arch,
+        "settings": dataclasses.asdict(settings),
+        "features": tensor_json(features),
+        "image_mask": tensor_json(mask),
+        "class_tokens": tensor_json(class_tokens.numpy()),
+        "dataset_token": tensor_json(dataset_token.numpy()),
+        "initial_noise_shape": [s, tokens, generator.denoiser.config.latent_dim],
+        "steps": steps,
+        "tensors": [{name: tensor_json(v) for name, v in net.items()} for net in nets],
+    }
+    return trace, nets
+
+
+def export(generator_dir: Path) -> dict:
+    generator = CnnGenerator.load(generator_dir)
+    enc, den, vae = generator.encoder.config, generator.denoiser.config, generator.vae.config
+    features, mask = pack(fixture_support(enc.feature_dim))
+    graphs = {
+        "encoder": export_graph(
+            EncoderGraph(generator.encoder), (torch.from_numpy(features), torch.from_numpy(mask)), generator_dir / "encoder.onnx",
+            {"features": ["classes", "images", str(enc.feature_dim)], "image_mask": ["classes", "images"]},
+            {"class_tokens": ["classes", str(enc.dim)], "dataset_token": [str(enc.dim)]}),
+        "denoiser": export_graph(
+            generator.denoiser,
+            (torch.zeros(2, 3, den.latent_dim), torch.zeros(2), torch.zeros(2, 3, den.condition_dim),
+             torch.zeros(2, den.condition_dim), torch.ones(2, 3), torch.ones(2), torch.zeros(2, 4, dtype=torch.int64)),
+            generator_dir / "denoiser.onnx",
+            {"latents": ["batch", "tokens", str(den.latent_dim)], "timestep": ["batch"],
+             "class_tokens": ["batch", "tokens", str(den.condition_dim)], "dataset_token": ["batch", str(den.condition_dim)],
+             "token_mask": ["batch", "tokens"], "condition_scale": ["batch"], "position_ids": ["batch", "tokens_and_arch"]},
+            {"eps": ["batch", "tokens", str(den.latent_dim)]}),
+        "decoder": export_graph(
+            DecoderGraph(generator.vae.decoder), (torch.zeros(2, 3, vae.latent_dim), torch.zeros(3, dtype=torch.int64)),
+            generator_dir / "decoder.onnx",
+            {"latents": ["samples", "tokens", str(vae.latent_dim)], "position_ids": ["tokens"]},
+            {"tokens": ["samples", "tokens", str(CHUNK)]}),
+    }
+    settings = SamplingSettings(samples=2, steps=4, eta=0.5, guidance=1.5, seed=5, temperature=0.8)
+    trace, nets = record_trace(generator, "cnn-s", settings)
+    (generator_dir / "trace.json").write_text(json.dumps(trace) + "\n")
+    example = cnn_graph("cnn-s", nets[0], generator_dir / "trace-sample-0.onnx")
+    training = json.loads((generator_dir / "training.json").read_text())
+    archs = {}
+    for arch, layout in LAYOUTS.items():
+        if arch not in generator.norm.stats:
+            continue
+        archs[arch] = {
+            "parameters": get_arch(arch).parameter_count(),
+            "tensors": [{"name": name, "shape": list(shape), "mean": generator.norm.stats[arch][name][0],
+                         "std": generator.norm.stats[arch][name][1]} for name, shape in get_arch(arch).layout()],
+            "body": [{"layer": b.layer, "values": b.size, "chunks": b.chunks, "first_position": b.first_position}
+                     for b in layout.body],
+            "head_layer": layout.head_layer,
+            "head_in_features": layout.head_in,
+            "row_position": layout.row_position,
+            "arch_position": layout.arch_position,
+            "convs": [dataclasses.asdict(c) for c in get_arch(arch).convs],
+            "dense": [dataclasses.asdict(d) for d in get_arch(arch).dense],
+            "activation": "tanh",
+        }
+    manifest = {
+        "release_version": RELEASE_VERSION,
+        "family": "cnn",
+        "graphs": graphs,
+        "backbone": {"id": backbone_id(), "feature_dim": enc.feature_dim, "features": "unit-norm"},
+        "input": {"shape": [1, IMAGE_SIDE, IMAGE_SIDE], "preprocessing": PREPROCESSING},
+        "schedule": generator.checkpoint["schedule"],
+        "sampling_defaults": dataclasses.asdict(DEFAULTS),
+        "latent_dim": den.latent_dim,
+        "latent_scale": generator.latent_scale,
+        "noise": "mulberry32 Box-Muller, [samples, tokens, latent] row-major",
+        "layout": {
+            "chunk": CHUNK,
+            "positions": POSITIONS,
+            "token": ("body: each layer but the last, weight then bias (PyTorch order, per-tensor normalised), cut "
+                      "into chunks of `chunk` values, the last zero-padded; then one token per class: row i of the "
+                      "last layer's weight then its bias, zero-padded"),
+            "condition": "body chunks: the dataset token; class rows: their class token",
+            "archs": archs,
+        },
+        "max_classes": 20,
+        "trace": {"file": "trace.json", "sha256": sha256_file(generator_dir / "trace.json"), "max_abs_error": TRACE_TOLERANCE,
+                  "sample_graph": example},
+        "checkpoint": {name: sha256_file(generator_dir / name) for name in [f"{part}.pt" for part in MODEL_PARTS] + ["generator.json"]},
+        "training_inputs": training["inputs"],
+        "rebuild_command": ("cd models && /usr/bin/python3 -m d2nwg train-generator --family cnn && "
+                            "/usr/bin/python3 -m d2nwg export-generator --family cnn"),
+        "torch_version": torch.__version__,
+    }
+    (generator_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
