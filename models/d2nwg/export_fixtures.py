@@ -11,7 +11,8 @@ Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg fixtures [--out DIR]
 
-Writes PNGs into DIR/images and DIR/ddim-trace.json (default DIR: `fixtures`).
+Writes PNGs into DIR/images, DIR/ddim-trace.json and DIR/gray28-trace.json (the cnn
+family's 28×28 conversion of each image; default DIR: `fixtures`).
 """
 
 from __future__ import annotations
@@ -68,8 +69,22 @@ def main(argv: list[str]) -> int:
     for name, image in drawings().items():
         image.save(args.out / "images" / name, format="PNG", optimize=False)
     (args.out / "ddim-trace.json").write_text(json.dumps(ddim_traces()) + "\n")
-    print(f"wrote {len(drawings())} images and {len(ddim_traces())} DDIM traces to {args.out}")
+    (args.out / "gray28-trace.json").write_text(json.dumps(gray28_trace(args.out / "images")) + "\n")
+    print(f"wrote {len(drawings())} images, {len(ddim_traces())} DDIM traces and the 28×28 conversions to {args.out}")
     return 0
+
+
+def gray28_trace(folder: Path) -> list[dict]:
+    """The cnn family's 28×28 conversion of every fixture image, as 8-bit values, with the polarity
+    judged per image and both polarities forced."""
+    from .cnn_zoo import to_grayscale_28
+
+    out = []
+    for path in sorted(folder.glob("*.png")):
+        for dark in (None, False, True):
+            pixels = np.round(to_grayscale_28(path, dark) * 255).astype(int)
+            out.append({"file": path.name, "dark_background": dark, "pixels": pixels.ravel().tolist()})
+    return out
 
 
 def ddim_traces() -> list[dict]:

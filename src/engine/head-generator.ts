@@ -5,40 +5,36 @@
 // models/d2nwg/head_generator.py, so the same seed gives the same heads.
 
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import { DdimScheduler, BETA_SCHEDULES } from './ddim';
 import { readJson, readVerified, type FileSource } from './files';
 import { unitNormalise } from './heads';
-import { Mulberry32 } from './rng';
 import { array, integer, literal, number, object, parse, record, string } from './schema';
 import type { OrtPackage, SelectedBackend } from './runtime';
+import {
+  checkSamples,
+  graphOutput as output,
+  graphSchema,
+  sampleLatents,
+  samplingDefaultsSchema,
+  scheduleSchema,
+  stage,
+  type GenerationControl,
+  type SamplingOptions,
+} from './sampling';
 
-const graphSchema = object({
-  file: string,
-  sha256: string,
-  bytes: integer,
-  inputs: record(array(string)),
-  outputs: record(array(string)),
-});
+export {
+  GenerationCancelled,
+  type GenerationProgress,
+  type GenerationStage,
+  type SamplingOptions,
+} from './sampling';
 
 export const headManifestSchema = object({
   release_version: string,
   family: literal('head'),
   graphs: object({ encoder: graphSchema, denoiser: graphSchema, decoder: graphSchema }),
   backbone: object({ id: string, feature_dim: integer, features: literal('unit-norm') }),
-  schedule: object({
-    train_steps: integer,
-    beta_schedule: literal(...BETA_SCHEDULES),
-    beta_start: number,
-    beta_end: number,
-  }),
-  sampling_defaults: object({
-    samples: integer,
-    steps: integer,
-    eta: number,
-    guidance: number,
-    seed: integer,
-    temperature: number,
-  }),
+  schedule: scheduleSchema,
+  sampling_defaults: samplingDefaultsSchema,
   latent_dim: integer,
   latent_scale: number,
   noise: string,
@@ -62,23 +58,6 @@ export const headManifestSchema = object({
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
 
-export interface SamplingOptions {
-  samples: number;
-  steps: number;
-  eta: number;
-  guidance: number;
-  seed: number;
-  temperature: number;
-}
-
-export type GenerationStage = 'encode' | 'denoise' | 'decode';
-export interface GenerationProgress {
-  stage: GenerationStage;
-  /** Steps done of `total` within the stage (DDIM steps for `denoise`, else 0 or 1). */
-  done: number;
-  total: number;
-}
-
 export interface GeneratedHeads {
   samples: number;
   classes: number;
@@ -88,13 +67,6 @@ export interface GeneratedHeads {
   /** [samples, classes] */
   bias: Float32Array;
   timingsMs: { encode: number; denoise: number; decode: number };
-}
-
-export class GenerationCancelled extends Error {
-  constructor() {
-    super('generation was cancelled');
-    this.name = 'GenerationCancelled';
-  }
 }
 
 export interface HeadGeneratorFiles {
@@ -142,12 +114,6 @@ export function supportBasis(support: readonly Float32Array[], dim: number): Flo
     basis.set(Float32Array.from(centre), c * 2 * dim + dim);
   }
   return basis;
-}
-
-function output(outputs: InferenceSession.OnnxValueMapType, name: string): Float32Array {
-  const value = outputs[name] as Tensor | undefined;
-  if (value === undefined) throw new Error(`the graph has no output named ${name}`);
-  return value.data as Float32Array;
 }
 
 export class HeadGenerator {
@@ -268,10 +234,7 @@ export class HeadGenerator {
   async generate(
     support: readonly Float32Array[],
     options: Partial<SamplingOptions> = {},
-    {
-      signal,
-      onProgress,
-    }: { signal?: AbortSignal; onProgress?: (p: GenerationProgress) => void } = {},
+    control: GenerationControl = {},
   ): Promise<GeneratedHeads> {
     const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
     const dim = this.featureDim;
@@ -287,59 +250,29 @@ export class HeadGenerator {
           `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
         );
     });
-    if (!Number.isInteger(o.samples) || o.samples < 1)
-      throw new Error(`samples must be a positive integer, got ${o.samples}`);
-    const check = (): void => {
-      if (signal?.aborted) throw new GenerationCancelled();
-    };
-    check();
-    let started = performance.now();
-    onProgress?.({ stage: 'encode', done: 0, total: 1 });
-    const { classTokens, datasetToken } = await this.condition(support);
-    const encodeMs = performance.now() - started;
-    onProgress?.({ stage: 'encode', done: 1, total: 1 });
-
-    started = performance.now();
-    const latent = this.manifest.latent_dim;
-    const scheduler = new DdimScheduler(this.manifest.schedule);
-    scheduler.setTimesteps(o.steps);
-    const rng = new Mulberry32(o.seed);
-    let x = rng.normals(o.samples * classes * latent);
-    for (let i = 0; i < x.length; i++) x[i]! *= o.temperature;
-    const guided = o.guidance !== 1;
-    const rows = guided ? 2 * o.samples : o.samples;
-    const stride = o.samples * classes * latent;
-    let done = 0;
-    for (const t of scheduler.timesteps) {
-      check();
-      const input = new Float32Array(rows * classes * latent);
-      input.set(Float32Array.from(x));
-      if (guided) input.set(Float32Array.from(x), stride);
-      const raw = await this.eps(input, t, rows, o.samples, classes, classTokens, datasetToken);
-      let eps: ArrayLike<number> = raw;
-      if (guided) {
-        const mixed = new Float64Array(stride);
-        for (let i = 0; i < stride; i++)
-          mixed[i] = raw[stride + i]! + o.guidance * (raw[i]! - raw[stride + i]!); // ε_∅ + g (ε_c − ε_∅)
-        eps = mixed;
-      }
-      x = scheduler.step(eps, t, x, { eta: o.eta, rng }).prevSample;
-      onProgress?.({ stage: 'denoise', done: ++done, total: o.steps });
-    }
-    const denoiseMs = performance.now() - started;
-
-    check();
-    started = performance.now();
-    onProgress?.({ stage: 'decode', done: 0, total: 1 });
-    const { weight, bias } = await this.decode(x, o.samples, supportBasis(support, dim));
-    onProgress?.({ stage: 'decode', done: 1, total: 1 });
+    checkSamples(o.samples);
+    const encoded = await stage('encode', control, () => this.condition(support));
+    const { classTokens, datasetToken } = encoded.result;
+    const denoised = await stage('denoise', control, () =>
+      sampleLatents(
+        this.manifest.schedule,
+        o.samples * classes * this.manifest.latent_dim,
+        o,
+        (x, t, rows, conditional) =>
+          this.eps(x, t, rows, conditional, classes, classTokens, datasetToken),
+        control,
+      ),
+    );
+    const decoded = await stage('decode', control, () =>
+      this.decode(denoised.result, o.samples, supportBasis(support, dim)),
+    );
     return {
       samples: o.samples,
       classes,
       featureDim: dim,
-      weight,
-      bias,
-      timingsMs: { encode: encodeMs, denoise: denoiseMs, decode: performance.now() - started },
+      weight: decoded.result.weight,
+      bias: decoded.result.bias,
+      timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
     };
   }
 }

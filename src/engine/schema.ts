@@ -36,6 +36,18 @@ export const string: Schema<string> = (value, path) => {
   return value;
 };
 
+export const boolean: Schema<boolean> = (value, path) => {
+  if (typeof value !== 'boolean') {
+    throw new SchemaError(path, `expected true or false, got ${describe(value)}`);
+  }
+  return value;
+};
+
+/** `item`, or null (JSON's null; Python's None). */
+export function nullable<T>(item: Schema<T>): Schema<T | null> {
+  return (value, path) => (value === null ? null : item(value, path));
+}
+
 export function literal<const L extends string>(...allowed: L[]): Schema<L> {
   return (value, path) => {
     if (typeof value !== 'string' || !(allowed as string[]).includes(value)) {

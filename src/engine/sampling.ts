@@ -1,0 +1,142 @@
+// What both generator families share: manifest pieces, sampling options,
+// progress and cancellation, and the guided DDIM loop over flat latents.
+
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import { BETA_SCHEDULES, DdimScheduler, type NoiseScheduleConfig } from './ddim';
+import { Mulberry32 } from './rng';
+import { array, integer, literal, number, object, record, string } from './schema';
+
+export const graphSchema = object({
+  file: string,
+  sha256: string,
+  bytes: integer,
+  inputs: record(array(string)),
+  outputs: record(array(string)),
+});
+
+export const scheduleSchema = object({
+  train_steps: integer,
+  beta_schedule: literal(...BETA_SCHEDULES),
+  beta_start: number,
+  beta_end: number,
+});
+
+export const samplingDefaultsSchema = object({
+  samples: integer,
+  steps: integer,
+  eta: number,
+  guidance: number,
+  seed: integer,
+  temperature: number,
+});
+
+export interface SamplingOptions {
+  samples: number;
+  steps: number;
+  eta: number;
+  guidance: number;
+  seed: number;
+  temperature: number;
+}
+
+export type GenerationStage = 'encode' | 'denoise' | 'decode';
+export interface GenerationProgress {
+  stage: GenerationStage;
+  /** Steps done of `total` within the stage (DDIM steps for `denoise`, else 0 or 1). */
+  done: number;
+  total: number;
+}
+
+export interface GenerationControl {
+  signal?: AbortSignal;
+  onProgress?: (p: GenerationProgress) => void;
+}
+
+export class GenerationCancelled extends Error {
+  constructor() {
+    super('generation was cancelled');
+    this.name = 'GenerationCancelled';
+  }
+}
+
+export function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new GenerationCancelled();
+}
+
+export function checkSamples(samples: number): void {
+  if (!Number.isInteger(samples) || samples < 1)
+    throw new Error(`samples must be a positive integer, got ${samples}`);
+}
+
+export function graphOutput(
+  outputs: InferenceSession.OnnxValueMapType,
+  name: string,
+): Float32Array {
+  const value = outputs[name] as Tensor | undefined;
+  if (value === undefined) throw new Error(`the graph has no output named ${name}`);
+  return value.data as Float32Array;
+}
+
+/**
+ * ε̂ for `rows` copies of x (flat, `rows × size`): the first `conditional` rows
+ * conditioned, the rest not (rows = 2·conditional under guidance).
+ */
+export type EpsFunction = (
+  x: Float32Array,
+  t: number,
+  rows: number,
+  conditional: number,
+) => Promise<Float32Array>;
+
+/**
+ * DDIM from x_T = Mulberry32(seed).normals(size)·temperature (size: all samples'
+ * latents, row-major), with classifier-free guidance ε = ε_∅ + g (ε_c − ε_∅);
+ * returns x_0 (still scaled by the latent scale).
+ */
+export async function sampleLatents(
+  schedule: NoiseScheduleConfig,
+  size: number,
+  o: SamplingOptions,
+  eps: EpsFunction,
+  { signal, onProgress }: GenerationControl = {},
+): Promise<Float64Array> {
+  const scheduler = new DdimScheduler(schedule);
+  scheduler.setTimesteps(o.steps);
+  const rng = new Mulberry32(o.seed);
+  let x = rng.normals(size);
+  for (let i = 0; i < x.length; i++) x[i]! *= o.temperature;
+  const guided = o.guidance !== 1;
+  const rows = guided ? 2 * o.samples : o.samples;
+  let done = 0;
+  for (const t of scheduler.timesteps) {
+    throwIfCancelled(signal);
+    const input = new Float32Array(guided ? 2 * size : size);
+    input.set(Float32Array.from(x));
+    if (guided) input.set(Float32Array.from(x), size);
+    const raw = await eps(input, t, rows, o.samples);
+    let e: ArrayLike<number> = raw;
+    if (guided) {
+      const mixed = new Float64Array(size);
+      for (let i = 0; i < size; i++)
+        mixed[i] = raw[size + i]! + o.guidance * (raw[i]! - raw[size + i]!);
+      e = mixed;
+    }
+    x = scheduler.step(e, t, x, { eta: o.eta, rng }).prevSample;
+    onProgress?.({ stage: 'denoise', done: ++done, total: o.steps });
+  }
+  return x;
+}
+
+/** Runs `body` and reports the stage's start and end; returns its result and milliseconds. */
+export async function stage<T>(
+  name: GenerationStage,
+  control: GenerationControl,
+  body: () => Promise<T>,
+): Promise<{ result: T; ms: number }> {
+  throwIfCancelled(control.signal);
+  const started = performance.now();
+  if (name !== 'denoise') control.onProgress?.({ stage: name, done: 0, total: 1 });
+  const result = await body();
+  if (name !== 'denoise') control.onProgress?.({ stage: name, done: 1, total: 1 });
+  return { result, ms: performance.now() - started };
+}
