@@ -12,58 +12,22 @@ import {
 import { directorySource, nodeHost } from './node-host';
 import { Mulberry32 } from './rng';
 import { selectBackend } from './runtime';
-import { array, integer, number, object, parse } from './schema';
+import { checkGenerator, headTraceSchema, traceSupport } from './generator-check';
+import { parse } from './schema';
 
 const headDir = fileURLToPath(new URL('../../models/release/head/', import.meta.url));
-
-const tensor = object({ shape: array(integer), data: array(number) });
-const traceSchema = object({
-  settings: object({
-    samples: integer,
-    steps: integer,
-    eta: number,
-    guidance: number,
-    seed: integer,
-    temperature: number,
-  }),
-  features: tensor,
-  image_mask: tensor,
-  class_tokens: tensor,
-  dataset_token: tensor,
-  initial_noise_shape: array(integer),
-  basis: tensor,
-  steps: array(
-    object({
-      t: integer,
-      eps_conditional: array(number),
-      eps_unconditional: array(number),
-      prev_sample: array(number),
-    }),
-  ),
-  weight: tensor,
-  bias: tensor,
-});
 
 async function setUp() {
   const files = await loadHeadGeneratorFiles(directorySource(headDir));
   const trace = parse(
-    traceSchema,
+    headTraceSchema,
     JSON.parse(await readFile(`${headDir}/${files.manifest.trace.file}`, 'utf8')),
     'trace.json',
   );
   const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
   await probeSession.release();
   const generator = await HeadGenerator.create(files, selected);
-  // The trace's support: rows of the packed [C, K, F] features that the mask marks real.
-  const [classes, images, dim] = trace.features.shape as [number, number, number];
-  const support = Array.from({ length: classes }, (_, c) => {
-    const rows = trace.image_mask.data
-      .slice(c * images, (c + 1) * images)
-      .filter((m) => m > 0).length;
-    return Float32Array.from(
-      trace.features.data.slice(c * images * dim, (c * images + rows) * dim),
-    );
-  });
+  const support = traceSupport(trace);
   return { files, trace, generator, support };
 }
 
@@ -173,5 +137,11 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
     } finally {
       await generator.release();
     }
+  });
+
+  it('passes its own trace check on the cpu backend', async () => {
+    const result = await checkGenerator('head', directorySource(headDir), 'cpu', nodeHost);
+    expect(result).toMatchObject({ family: 'head', backend: 'cpu', passed: true });
+    expect(result.maxError).toBeLessThanOrEqual(result.tolerance);
   });
 });

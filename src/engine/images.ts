@@ -1,5 +1,8 @@
 // Shared limits and messages for decoded images, in the page and in Node.
 
+/** The image files a class folder may hold (GIF: its first frame). */
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif'] as const;
+
 /** Larger images are refused with a clear message rather than exhausting memory. */
 export const MAX_IMAGE_PIXELS = 64 * 1024 * 1024;
 

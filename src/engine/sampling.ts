@@ -59,6 +59,25 @@ export class GenerationCancelled extends Error {
   }
 }
 
+/**
+ * Lets queued events run (a worker's "cancel" message): onnxruntime-web's wasm
+ * runs can resolve without ever returning to the event loop, so a loop of
+ * awaited runs would otherwise never see the message. A MessageChannel hop, not
+ * setTimeout, which browsers clamp to 4 ms when nested.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined')
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
 export function throwIfCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new GenerationCancelled();
 }
@@ -109,6 +128,7 @@ export async function sampleLatents(
   const rows = guided ? 2 * o.samples : o.samples;
   let done = 0;
   for (const t of scheduler.timesteps) {
+    if (signal !== undefined) await yieldToEventLoop();
     throwIfCancelled(signal);
     const input = new Float32Array(guided ? 2 * size : size);
     input.set(Float32Array.from(x));

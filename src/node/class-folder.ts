@@ -4,7 +4,9 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 
-export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif'] as const;
+import { IMAGE_EXTENSIONS } from '../engine/images';
+
+export { IMAGE_EXTENSIONS };
 
 export interface ClassFolder {
   root: string;

@@ -1,0 +1,340 @@
+// Generating every weight of a small CNN from per-class backbone features,
+// with the factory's three exported cnn graphs: dataset encoder → each
+// token's condition (body chunks: the dataset token; class rows: their class
+// token) → DDIM over [samples, tokens, latent] (sampling.ts) → VAE decoder →
+// per-tensor de-normalisation by the manifest's layout. The same arithmetic as
+// models/d2nwg/cnn_generator.py, so the same seed gives the same weights.
+
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import { readJson, readVerified, type FileSource } from './files';
+import { unitNormalise } from './heads';
+import type { OrtPackage, SelectedBackend } from './runtime';
+import type { NamedTensor } from './safetensors';
+import {
+  checkSamples,
+  graphOutput,
+  graphSchema,
+  sampleLatents,
+  samplingDefaultsSchema,
+  scheduleSchema,
+  stage,
+  type GenerationControl,
+  type SamplingOptions,
+} from './sampling';
+import { array, integer, literal, number, object, parse, record, string } from './schema';
+
+const archSchema = object({
+  parameters: integer,
+  tensors: array(object({ name: string, shape: array(integer), mean: number, std: number })),
+  body: array(object({ layer: string, values: integer, chunks: integer, first_position: integer })),
+  head_layer: string,
+  head_in_features: integer,
+  row_position: integer,
+  arch_position: integer,
+  convs: array(
+    object({
+      name: string,
+      in_channels: integer,
+      out_channels: integer,
+      kernel: integer,
+      padding: integer,
+      pool: integer,
+    }),
+  ),
+  dense: array(object({ name: string, in_features: integer, out_features: integer })),
+  activation: literal('tanh'),
+});
+export type CnnArchLayout = ReturnType<typeof archSchema>;
+
+export const cnnManifestSchema = object({
+  release_version: string,
+  family: literal('cnn'),
+  graphs: object({ encoder: graphSchema, denoiser: graphSchema, decoder: graphSchema }),
+  backbone: object({ id: string, feature_dim: integer, features: literal('unit-norm') }),
+  input: object({ shape: array(integer), preprocessing: string }),
+  schedule: scheduleSchema,
+  sampling_defaults: samplingDefaultsSchema,
+  latent_dim: integer,
+  latent_scale: number,
+  noise: string,
+  layout: object({
+    chunk: integer,
+    positions: integer,
+    token: string,
+    condition: string,
+    archs: record(archSchema),
+  }),
+  max_classes: integer,
+  trace: object({
+    file: string,
+    sha256: string,
+    max_abs_error: number,
+    sample_graph: object({ file: string, sha256: string, bytes: integer }),
+  }),
+  checkpoint: record(string),
+  training_inputs: object({ zoo_table_sha256: string, models: integer, tasks: integer }),
+  rebuild_command: string,
+  torch_version: string,
+});
+export type CnnManifest = ReturnType<typeof cnnManifestSchema>;
+
+export interface CnnGeneratorFiles {
+  manifest: CnnManifest;
+  encoder: Uint8Array;
+  denoiser: Uint8Array;
+  decoder: Uint8Array;
+}
+
+export async function loadCnnGeneratorFiles(source: FileSource): Promise<CnnGeneratorFiles> {
+  const manifest = parse(
+    cnnManifestSchema,
+    await readJson(source, 'manifest.json'),
+    'manifest.json',
+  );
+  const [encoder, denoiser, decoder] = await Promise.all(
+    (['encoder', 'denoiser', 'decoder'] as const).map((name) =>
+      readVerified(source, manifest.graphs[name].file, manifest.graphs[name]),
+    ),
+  );
+  return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
+}
+
+/** One generated CNN: its tensors by PyTorch name, in layout order. */
+export type CnnWeights = Record<string, NamedTensor>;
+
+export interface GeneratedCnns {
+  arch: string;
+  samples: number;
+  classes: number;
+  networks: CnnWeights[];
+  timingsMs: { encode: number; denoise: number; decode: number };
+}
+
+function bodyTokens(layout: CnnArchLayout): number {
+  return layout.body.reduce((n, b) => n + b.chunks, 0);
+}
+
+/** Position ids of every token of an arch with `classes` class rows (cnn_tokens.py, position_ids). */
+export function positionIds(layout: CnnArchLayout, classes: number): number[] {
+  const ids: number[] = [];
+  for (const b of layout.body) for (let k = 0; k < b.chunks; k++) ids.push(b.first_position + k);
+  for (let c = 0; c < classes; c++) ids.push(layout.row_position);
+  return ids;
+}
+
+/** Normalised tokens [T, chunk] of one network → its named tensors (cnn_tokens.py, to_params). */
+export function tokensToWeights(
+  layout: CnnArchLayout,
+  tokens: Float32Array,
+  chunk: number,
+  classes: number,
+): CnnWeights {
+  const stats = new Map(layout.tensors.map((t) => [t.name, t]));
+  const out: CnnWeights = {};
+  const take = (name: string, values: Float32Array, shape: number[]): void => {
+    const s = stats.get(name);
+    if (s === undefined) throw new Error(`the manifest has no statistics for ${name}`);
+    out[name] = { shape, data: values.map((v) => v * s.std + s.mean) };
+  };
+  let token = 0;
+  for (const b of layout.body) {
+    const flat = tokens.subarray(token * chunk, token * chunk + b.values);
+    token += b.chunks;
+    const weight = stats.get(`${b.layer}.weight`)!;
+    const count = weight.shape.reduce((a, x) => a * x, 1);
+    take(`${b.layer}.weight`, flat.slice(0, count), weight.shape);
+    take(`${b.layer}.bias`, flat.slice(count), stats.get(`${b.layer}.bias`)!.shape);
+  }
+  const inF = layout.head_in_features;
+  const weight = new Float32Array(classes * inF);
+  const bias = new Float32Array(classes);
+  for (let c = 0; c < classes; c++) {
+    const row = tokens.subarray((token + c) * chunk, (token + c) * chunk + inF + 1);
+    weight.set(row.subarray(0, inF), c * inF);
+    bias[c] = row[inF]!;
+  }
+  take(`${layout.head_layer}.weight`, weight, [classes, inF]);
+  take(`${layout.head_layer}.bias`, bias, [classes]);
+  return out;
+}
+
+export class CnnGenerator {
+  private constructor(
+    readonly manifest: CnnManifest,
+    readonly backend: SelectedBackend,
+    private readonly ort: OrtPackage,
+    private readonly encoder: InferenceSession,
+    private readonly denoiser: InferenceSession,
+    private readonly decoder: InferenceSession,
+  ) {}
+
+  static async create(files: CnnGeneratorFiles, backend: SelectedBackend): Promise<CnnGenerator> {
+    const [encoder, denoiser, decoder] = await Promise.all([
+      backend.createSession(files.encoder),
+      backend.createSession(files.denoiser),
+      backend.createSession(files.decoder),
+    ]);
+    return new CnnGenerator(files.manifest, backend, backend.host.ort, encoder, denoiser, decoder);
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.denoiser.release(), this.decoder.release()]);
+  }
+
+  get archs(): string[] {
+    return Object.keys(this.manifest.layout.archs).sort();
+  }
+
+  layout(arch: string): CnnArchLayout {
+    const layout = this.manifest.layout.archs[arch];
+    if (layout === undefined)
+      throw new Error(`unknown CNN architecture "${arch}"; choose one of ${this.archs.join(', ')}`);
+    return layout;
+  }
+
+  private float(data: Float32Array, dims: number[]): Tensor {
+    return new this.ort.Tensor('float32', data, dims);
+  }
+
+  private int64(ids: number[], dims: number[]): Tensor {
+    return new this.ort.Tensor('int64', BigInt64Array.from(ids.map((i) => BigInt(i))), dims);
+  }
+
+  /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F]). */
+  async condition(
+    support: readonly Float32Array[],
+  ): Promise<{ classTokens: Float32Array; datasetToken: Float32Array }> {
+    const dim = this.manifest.backbone.feature_dim;
+    const images = Math.max(...support.map((s) => s.length / dim));
+    const features = new Float32Array(support.length * images * dim);
+    const mask = new Float32Array(support.length * images);
+    support.forEach((s, c) => {
+      features.set(unitNormalise(s, dim), c * images * dim);
+      mask.fill(1, c * images, c * images + s.length / dim);
+    });
+    const outputs = await this.encoder.run({
+      features: this.float(features, [support.length, images, dim]),
+      image_mask: this.float(mask, [support.length, images]),
+    });
+    return {
+      classTokens: graphOutput(outputs, 'class_tokens'),
+      datasetToken: graphOutput(outputs, 'dataset_token'),
+    };
+  }
+
+  /** ε̂ for `rows` copies of the condition ([rows, T, L] latents), the first `conditional` with it. */
+  async eps(
+    arch: string,
+    x: Float32Array,
+    t: number,
+    rows: number,
+    conditional: number,
+    classTokens: Float32Array,
+    datasetToken: Float32Array,
+  ): Promise<Float32Array> {
+    const layout = this.layout(arch);
+    const d = datasetToken.length;
+    const classes = classTokens.length / d;
+    const body = bodyTokens(layout);
+    const tokens = body + classes;
+    const perRow = new Float32Array(tokens * d);
+    for (let k = 0; k < body; k++) perRow.set(datasetToken, k * d);
+    perRow.set(classTokens, body * d);
+    const cond = new Float32Array(rows * tokens * d);
+    const ds = new Float32Array(rows * d);
+    for (let b = 0; b < rows; b++) {
+      cond.set(perRow, b * tokens * d);
+      ds.set(datasetToken, b * d);
+    }
+    const ids = [layout.arch_position, ...positionIds(layout, classes)];
+    const allIds: number[] = [];
+    for (let b = 0; b < rows; b++) allIds.push(...ids);
+    const scale = new Float32Array(rows);
+    scale.fill(1, 0, conditional);
+    const outputs = await this.denoiser.run({
+      latents: this.float(x, [rows, tokens, this.manifest.latent_dim]),
+      timestep: this.float(new Float32Array(rows).fill(t), [rows]),
+      class_tokens: this.float(cond, [rows, tokens, d]),
+      dataset_token: this.float(ds, [rows, d]),
+      token_mask: this.float(new Float32Array(rows * tokens).fill(1), [rows, tokens]),
+      condition_scale: this.float(scale, [rows]),
+      position_ids: this.int64(allIds, [rows, tokens + 1]),
+    });
+    return graphOutput(outputs, 'eps');
+  }
+
+  /** Networks for final latents x_0 (scaled, as the sampler ends) [S, T, L]. */
+  async decode(
+    arch: string,
+    x0: Float64Array,
+    samples: number,
+    classes: number,
+  ): Promise<CnnWeights[]> {
+    const layout = this.layout(arch);
+    const { latent_dim: latent, latent_scale: scale } = this.manifest;
+    const { chunk } = this.manifest.layout;
+    const tokens = bodyTokens(layout) + classes;
+    const latents = Float32Array.from(x0, (v) => v / scale);
+    const outputs = await this.decoder.run({
+      latents: this.float(latents, [samples, tokens, latent]),
+      position_ids: this.int64(positionIds(layout, classes), [tokens]),
+    });
+    const decoded = graphOutput(outputs, 'tokens');
+    return Array.from({ length: samples }, (_, s) =>
+      tokensToWeights(
+        layout,
+        decoded.subarray(s * tokens * chunk, (s + 1) * tokens * chunk),
+        chunk,
+        classes,
+      ),
+    );
+  }
+
+  /** Generates `samples` CNNs of `arch` for the classes of `support` (per class [K_c × F] features). */
+  async generate(
+    arch: string,
+    support: readonly Float32Array[],
+    options: Partial<SamplingOptions> = {},
+    control: GenerationControl = {},
+  ): Promise<GeneratedCnns> {
+    const layout = this.layout(arch);
+    const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
+    const dim = this.manifest.backbone.feature_dim;
+    const classes = support.length;
+    if (classes < 2) throw new Error(`a classifier needs at least 2 classes, got ${classes}`);
+    if (classes > this.manifest.max_classes)
+      throw new Error(
+        `this release generates CNNs of up to ${this.manifest.max_classes} classes, got ${classes}`,
+      );
+    support.forEach((s, c) => {
+      if (s.length === 0 || s.length % dim !== 0)
+        throw new Error(
+          `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
+        );
+    });
+    checkSamples(o.samples);
+    const encoded = await stage('encode', control, () => this.condition(support));
+    const { classTokens, datasetToken } = encoded.result;
+    const tokens = bodyTokens(layout) + classes;
+    const denoised = await stage('denoise', control, () =>
+      sampleLatents(
+        this.manifest.schedule,
+        o.samples * tokens * this.manifest.latent_dim,
+        o,
+        (x, t, rows, conditional) =>
+          this.eps(arch, x, t, rows, conditional, classTokens, datasetToken),
+        control,
+      ),
+    );
+    const decoded = await stage('decode', control, () =>
+      this.decode(arch, denoised.result, o.samples, classes),
+    );
+    return {
+      arch,
+      samples: o.samples,
+      classes,
+      networks: decoded.result,
+      timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
+    };
+  }
+}
