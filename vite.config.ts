@@ -65,7 +65,8 @@ const ortFiles = new Set(['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-thre
 export default defineConfig({
   plugins: [
     react(),
-    serveFolder('release', resolve(here, 'models/release'), () => true),
+    // Everything the page loads; not the PyTorch checkpoints (*.pt), which only the factory reads.
+    serveFolder('release', resolve(here, 'models/release'), (path) => !path.endsWith('.pt')),
     serveFolder('ort', resolve(here, 'node_modules/onnxruntime-web/dist'), (path) =>
       ortFiles.has(path),
     ),

@@ -3,6 +3,7 @@ import type { BackendRequest } from '../engine/runtime';
 import { BACKEND_CHOICES } from './backendChoice';
 import { useAppStore } from './context';
 import { FeaturesCard } from './FeaturesCard';
+import { GenerateCard } from './GenerateCard';
 import { RuntimeSliceCard } from './RuntimeSliceCard';
 
 export function App({ initialBackend }: { initialBackend: BackendRequest }) {
@@ -37,6 +38,7 @@ export function App({ initialBackend }: { initialBackend: BackendRequest }) {
           </select>
         </label>
       </header>
+      <GenerateCard />
       <RuntimeSliceCard />
       <FeaturesCard />
     </main>

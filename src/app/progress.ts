@@ -7,7 +7,11 @@ const STAGE_LABELS = {
   decoding: 'decoding images',
   'loading-backbone': 'loading the backbone',
   extracting: 'extracting features',
-} as const;
+  'loading-generator': 'loading the generator',
+  encoding: 'encoding the dataset',
+  denoising: 'denoising (DDIM steps)',
+  'decoding-weights': 'decoding the weights',
+} as const satisfies Record<Progress['stage'], string>;
 
 export function describeProgress({ stage, done, total }: Progress): string {
   return total > 1 ? `${STAGE_LABELS[stage]} (${done}/${total})` : STAGE_LABELS[stage];

@@ -5,7 +5,9 @@ import { create, type StateCreator } from 'zustand';
 import type { BackendRequest } from '../engine/runtime';
 import type { SliceResult } from '../engine/slice';
 import type { Progress, WorkerClient } from '../worker/client';
-import type { FeaturesResult } from '../worker/protocol';
+import type { Family, GeneratorCheckResult } from '../engine/generator-check';
+import type { FeaturesResult, GenerateResult } from '../worker/protocol';
+import { datasetProblem, groupByClass, type PageDataset, type PickedFile } from './dataset';
 
 export type Run<R> =
   | { status: 'idle' }
@@ -28,7 +30,28 @@ export interface FeaturesSlice {
   extractFeatures(files: readonly File[]): Promise<void>;
 }
 
-export type AppState = SettingsSlice & RuntimeSlice & FeaturesSlice;
+export interface GenerateSettings {
+  family: Family;
+  arch: string;
+  samples: number;
+  steps: number;
+  seed: number;
+}
+
+export interface GenerateSlice {
+  dataset: PageDataset | null;
+  datasetProblem: string | null;
+  generateSettings: GenerateSettings;
+  generateRun: Run<GenerateResult>;
+  checkRuns: Record<Family, Run<GeneratorCheckResult>>;
+  setDataset(files: readonly PickedFile[]): void;
+  setGenerateSettings(settings: Partial<GenerateSettings>): void;
+  generate(): Promise<void>;
+  cancelGenerate(): void;
+  checkGenerator(family: Family): Promise<void>;
+}
+
+export type AppState = SettingsSlice & RuntimeSlice & FeaturesSlice & GenerateSlice;
 
 export interface AppDependencies {
   client: () => WorkerClient;
@@ -93,10 +116,95 @@ const createFeaturesSlice =
     },
   });
 
+const createGenerateSlice =
+  (deps: AppDependencies): Slice<GenerateSlice> =>
+  (set, get) => {
+    let controller: AbortController | null = null;
+    return {
+      dataset: null,
+      datasetProblem: null,
+      generateSettings: { family: 'head', arch: 'cnn-w', samples: 4, steps: 50, seed: 0 },
+      generateRun: { status: 'idle' },
+      checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
+      setDataset: (files) => {
+        const dataset = groupByClass(files);
+        set({ dataset, datasetProblem: datasetProblem(dataset), generateRun: { status: 'idle' } });
+      },
+      setGenerateSettings: (settings) =>
+        set({ generateSettings: { ...get().generateSettings, ...settings } }),
+      generate: async () => {
+        const { dataset, generateSettings: g, backendRequest: backend } = get();
+        if (dataset === null || datasetProblem(dataset) !== null) return;
+        controller?.abort();
+        controller = new AbortController();
+        const running = (progress: Progress) =>
+          set({ generateRun: { status: 'running', backend, progress } });
+        running({ stage: 'decoding', done: 0, total: 1 });
+        try {
+          const classes = await Promise.all(
+            dataset.classes.map(async (c) => ({
+              name: c.name,
+              images: await Promise.all(
+                c.files.map(async (f) => ({
+                  name: `${c.name}/${f.name}`,
+                  bytes: await f.arrayBuffer(),
+                })),
+              ),
+            })),
+          );
+          const result = await deps.client().request(
+            {
+              type: 'generate',
+              backend,
+              family: g.family,
+              ...(g.family === 'cnn' ? { arch: g.arch } : {}),
+              generatorUrl: `${deps.releaseUrl}${g.family}/`,
+              backboneUrl: `${deps.releaseUrl}backbone/`,
+              classes,
+              options: { samples: g.samples, steps: g.steps, seed: g.seed },
+            },
+            running,
+            classes.flatMap((c) => c.images.map((i) => i.bytes)),
+            controller.signal,
+          );
+          set({ generateRun: { status: 'done', result } });
+        } catch (error) {
+          set({ generateRun: { status: 'error', backend, message: (error as Error).message } });
+        }
+      },
+      cancelGenerate: () => controller?.abort(),
+      checkGenerator: async (family) => {
+        const backend = get().backendRequest;
+        const update = (run: Run<GeneratorCheckResult>) =>
+          set({ checkRuns: { ...get().checkRuns, [family]: run } });
+        update({
+          status: 'running',
+          backend,
+          progress: { stage: 'loading-generator', done: 0, total: 1 },
+        });
+        try {
+          const result = await deps.client().request(
+            {
+              type: 'check-generator',
+              backend,
+              family,
+              generatorUrl: `${deps.releaseUrl}${family}/`,
+            },
+            (progress) => update({ status: 'running', backend, progress }),
+          );
+          update({ status: 'done', result });
+        } catch (error) {
+          update({ status: 'error', backend, message: (error as Error).message });
+        }
+      },
+    };
+  };
+
 export function createAppStore(deps: AppDependencies) {
   return create<AppState>()((...a) => ({
     ...createSettingsSlice(...a),
     ...createRuntimeSlice(deps)(...a),
     ...createFeaturesSlice(deps)(...a),
+    ...createGenerateSlice(deps)(...a),
   }));
 }

@@ -12,7 +12,11 @@ type RequestBody = WorkerRequest extends infer R
 
 type ResultFor<R extends RequestBody> = R['type'] extends 'run-slice'
   ? Extract<ResultEvent, { type: 'slice-result' }>['result']
-  : Extract<ResultEvent, { type: 'features-result' }>['result'];
+  : R['type'] extends 'extract-features'
+    ? Extract<ResultEvent, { type: 'features-result' }>['result']
+    : R['type'] extends 'check-generator'
+      ? Extract<ResultEvent, { type: 'generator-check-result' }>['result']
+      : Extract<ResultEvent, { type: 'generate-result' }>['result'];
 
 interface Pending {
   resolve: (event: ResultEvent) => void;
@@ -21,10 +25,12 @@ interface Pending {
 }
 
 export interface WorkerClient {
-  request<R extends RequestBody>(
+  request<R extends Exclude<RequestBody, { type: 'cancel' }>>(
     body: R,
     onProgress?: (progress: Progress) => void,
     transfer?: Transferable[],
+    /** Aborting it asks the worker to stop this request. */
+    signal?: AbortSignal,
   ): Promise<ResultFor<R>>;
 }
 
@@ -54,8 +60,15 @@ export function createWorkerClient(worker: Worker): WorkerClient {
     pending.clear();
   };
   return {
-    request(body, onProgress = () => {}, transfer = []) {
+    request(body, onProgress = () => {}, transfer = [], signal) {
       const requestId = nextId++;
+      signal?.addEventListener('abort', () =>
+        worker.postMessage({
+          type: 'cancel',
+          requestId: nextId++,
+          target: requestId,
+        } as WorkerRequest),
+      );
       return new Promise((resolve, reject) => {
         pending.set(requestId, {
           resolve: (event) => resolve(event.result as never),

@@ -1,7 +1,10 @@
 // The typed protocol between the page and its worker. The page sends requests;
 // the worker answers each with progress events and exactly one result or error.
 
-import type { BackendAttempt, BackendRequest } from '../engine/runtime';
+import type { Family, GeneratorCheckResult } from '../engine/generator-check';
+import type { Backend, BackendAttempt, BackendRequest } from '../engine/runtime';
+import type { NamedTensor } from '../engine/safetensors';
+import type { SamplingOptions } from '../engine/sampling';
 import type { SliceResult } from '../engine/slice';
 import type { TfBackend } from '../engine/tf-backend';
 
@@ -20,10 +23,42 @@ export type WorkerRequest =
       /** URL of the backbone's release folder (backbone.json, model.json, weights.bin). */
       backboneUrl: string;
       images: ImageFile[];
-    };
+    }
+  | {
+      type: 'check-generator';
+      requestId: number;
+      backend: BackendRequest;
+      family: Family;
+      /** URL of the family's release folder (manifest.json, graphs, trace.json). */
+      generatorUrl: string;
+    }
+  | {
+      type: 'generate';
+      requestId: number;
+      backend: BackendRequest;
+      family: Family;
+      /** For the cnn family: cnn-s or cnn-w. */
+      arch?: string;
+      generatorUrl: string;
+      backboneUrl: string;
+      /** Classes in output order, each with its images. */
+      classes: { name: string; images: ImageFile[] }[];
+      options: Partial<SamplingOptions>;
+    }
+  /** Stops the request `target` at its next step; it then answers with an error saying so. */
+  | { type: 'cancel'; requestId: number; target: number };
 
 export type Stage =
-  'loading' | 'selecting-backend' | 'running' | 'decoding' | 'loading-backbone' | 'extracting';
+  | 'loading'
+  | 'selecting-backend'
+  | 'running'
+  | 'decoding'
+  | 'loading-backbone'
+  | 'extracting'
+  | 'loading-generator'
+  | 'encoding'
+  | 'denoising'
+  | 'decoding-weights';
 
 export interface FeaturesResult {
   backend: TfBackend;
@@ -34,13 +69,38 @@ export interface FeaturesResult {
   msPerImage: number;
 }
 
+export interface GenerateResult {
+  family: Family;
+  arch?: string;
+  classes: string[];
+  imagesPerClass: number[];
+  /** Files that could not be decoded, with why; they were left out. */
+  unreadable: string[];
+  /** The backend the generator graphs ran on, and the one the backbone ran on (tfjs). */
+  backend: Backend;
+  skipped: readonly BackendAttempt[];
+  featureBackend: string;
+  releaseVersion: string;
+  options: SamplingOptions;
+  /** Per sample: its tensors by PyTorch name, in layout order. */
+  networks: Record<string, NamedTensor>[];
+  /** Per sample: the whole generated network as ONNX (onnx-writer.ts). */
+  onnx: Uint8Array[];
+  timingsMs: { features: number; encode: number; denoise: number; decode: number };
+}
+
 export type WorkerEvent =
   | { type: 'progress'; requestId: number; stage: Stage; done: number; total: number }
   | { type: 'slice-result'; requestId: number; result: SliceResult }
   | { type: 'features-result'; requestId: number; result: FeaturesResult }
+  | { type: 'generator-check-result'; requestId: number; result: GeneratorCheckResult }
+  | { type: 'generate-result'; requestId: number; result: GenerateResult }
   | { type: 'error'; requestId: number; message: string };
 
-export type ResultEvent = Extract<WorkerEvent, { type: 'slice-result' | 'features-result' }>;
+export type ResultEvent = Extract<
+  WorkerEvent,
+  { type: 'slice-result' | 'features-result' | 'generator-check-result' | 'generate-result' }
+>;
 
 export function assertNever(value: never): never {
   throw new Error(`unhandled message ${JSON.stringify(value)}`);

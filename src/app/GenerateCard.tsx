@@ -1,0 +1,345 @@
+import { useState, type DragEvent } from 'react';
+import type { Family } from '../engine/generator-check';
+import { describeBackend } from '../engine/runtime';
+import { encodeSafetensors } from '../engine/safetensors';
+import type { GenerateResult } from '../worker/protocol';
+import { useAppStore } from './context';
+import { filesOfEntry, type PickedFile } from './dataset';
+import { describeProgress } from './progress';
+
+function save(bytes: Uint8Array | string, name: string, type = 'application/octet-stream'): void {
+  const part = typeof bytes === 'string' ? bytes : new Uint8Array(bytes); // a copy on a plain ArrayBuffer
+  const url = URL.createObjectURL(new Blob([part], { type }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  link.click();
+  URL.revokeObjectURL(url);
+}
+
+function metadata(result: GenerateResult, sample: number): Record<string, string> {
+  return {
+    classes: JSON.stringify(result.classes),
+    family: result.family,
+    ...(result.arch ? { arch: result.arch } : {}),
+    seed: String(result.options.seed),
+    sample: String(sample),
+    generator_release: result.releaseVersion,
+  };
+}
+
+function modelCard(result: GenerateResult): string {
+  const what = result.family === 'head' ? 'classifier head' : `CNN ${result.arch}`;
+  return [
+    `# Generated ${what}`,
+    '',
+    `Generated in the browser by D2NWG Web ${result.releaseVersion} for ${result.classes.length} classes ` +
+      `(${result.imagesPerClass.join(', ')} images per class), seed ${result.options.seed}, ` +
+      `${result.options.steps} DDIM steps, η ${result.options.eta}, guidance ${result.options.guidance}, ` +
+      `temperature ${result.options.temperature}, on ${result.backend}.`,
+    '',
+    result.family === 'head'
+      ? 'sample-<k>.onnx takes raw backbone features [N, F] (it L2-normalises them) and returns logits.'
+      : 'sample-<k>.onnx takes images [N, 1, 28, 28]: grayscale in [0, 1], ink high, background 0.',
+    '',
+    '| output | class |',
+    '|---|---|',
+    ...result.classes.map((name, i) => `| ${i} | ${name} |`),
+    '',
+    'Accuracy: not measured here; run `d2nwg evaluate` on held-out images.',
+    '',
+  ].join('\n');
+}
+
+function CheckRow({ family }: { family: Family }) {
+  const run = useAppStore((s) => s.checkRuns[family]);
+  const check = useAppStore((s) => s.checkGenerator);
+  return (
+    <li>
+      <button onClick={() => void check(family)} disabled={run.status === 'running'}>
+        Check the {family} generator
+      </button>{' '}
+      <span data-testid={`check-${family}-status`} data-status={run.status} role="status">
+        {run.status === 'running' && `${describeProgress(run.progress)}…`}
+        {run.status === 'error' && <span className="error">{run.message}</span>}
+        {run.status === 'done' && (
+          <>
+            on{' '}
+            <span data-testid={`check-${family}-backend`} data-backend={run.result.backend}>
+              {describeBackend(run.result)}
+            </span>
+            : largest relative difference from PyTorch{' '}
+            <span data-testid={`check-${family}-error`}>
+              {run.result.maxError.toExponential(2)}
+            </span>{' '}
+            (tolerance {run.result.tolerance.toExponential(0)}){' '}
+            <strong data-testid={`check-${family}-verdict`}>
+              {run.result.passed ? 'match' : 'MISMATCH'}
+            </strong>
+            , {run.result.generateMs.toFixed(0)} ms
+          </>
+        )}
+      </span>
+    </li>
+  );
+}
+
+export function GenerateCard() {
+  const dataset = useAppStore((s) => s.dataset);
+  const problem = useAppStore((s) => s.datasetProblem);
+  const settings = useAppStore((s) => s.generateSettings);
+  const run = useAppStore((s) => s.generateRun);
+  const setDataset = useAppStore((s) => s.setDataset);
+  const setSettings = useAppStore((s) => s.setGenerateSettings);
+  const generate = useAppStore((s) => s.generate);
+  const cancel = useAppStore((s) => s.cancelGenerate);
+  const [dragging, setDragging] = useState(false);
+  const busy = run.status === 'running';
+
+  const onDrop = async (event: DragEvent) => {
+    event.preventDefault();
+    setDragging(false);
+    const entries = Array.from(event.dataTransfer.items)
+      .map((item) => item.webkitGetAsEntry())
+      .filter((e) => e !== null);
+    const files: PickedFile[] = [];
+    for (const entry of entries) files.push(...(await filesOfEntry(entry as never)));
+    // A dropped folder's paths start with its own name; dropped class folders get a common root.
+    const single = entries.length === 1 && entries[0]!.isDirectory;
+    setDataset(single ? files : files.map((f) => ({ ...f, path: `dropped/${f.path}` })));
+  };
+
+  return (
+    <section
+      className={`card${dragging ? ' dragging' : ''}`}
+      aria-labelledby="generate-title"
+      onDragOver={(e) => {
+        e.preventDefault();
+        setDragging(true);
+      }}
+      onDragLeave={() => setDragging(false)}
+      onDrop={(e) => void onDrop(e)}
+    >
+      <h2 id="generate-title">Generate weights for your dataset</h2>
+      <p>
+        Drop a folder here, or choose one: one sub-folder of images per class. The images stay in
+        this page.
+      </p>
+      <input
+        type="file"
+        multiple
+        aria-label="Dataset folder"
+        data-testid="dataset-input"
+        disabled={busy}
+        {...{ webkitdirectory: '' }}
+        onChange={(e) =>
+          setDataset(
+            Array.from(e.target.files ?? [], (file) => ({
+              file,
+              path: file.webkitRelativePath || file.name,
+            })),
+          )
+        }
+      />
+      {dataset !== null && (
+        <div data-testid="dataset-summary">
+          <p>
+            {dataset.classes.length} classes:{' '}
+            {dataset.classes.map((c) => `${c.name} (${c.files.length})`).join(', ')}
+          </p>
+          {dataset.skipped.length > 0 && (
+            <details>
+              <summary>{dataset.skipped.length} files left out</summary>
+              <ul>
+                {dataset.skipped.map((s) => (
+                  <li key={s}>{s}</li>
+                ))}
+              </ul>
+            </details>
+          )}
+          {problem !== null && (
+            <p className="error" data-testid="dataset-problem">
+              {problem}
+            </p>
+          )}
+        </div>
+      )}
+      <fieldset disabled={busy}>
+        <label>
+          Family{' '}
+          <select
+            data-testid="family-select"
+            value={settings.family}
+            onChange={(e) => setSettings({ family: e.target.value as Family })}
+          >
+            <option value="head">head: a classifier on the frozen backbone</option>
+            <option value="cnn">cnn: every weight of a small CNN (28×28 grayscale)</option>
+          </select>
+        </label>{' '}
+        {settings.family === 'cnn' && (
+          <label>
+            Architecture{' '}
+            <select
+              data-testid="arch-select"
+              value={settings.arch}
+              onChange={(e) => setSettings({ arch: e.target.value })}
+            >
+              <option value="cnn-w">cnn-w (11,018 weights)</option>
+              <option value="cnn-s">cnn-s (2,464 weights)</option>
+            </select>
+          </label>
+        )}{' '}
+        <label>
+          Samples{' '}
+          <input
+            type="number"
+            min={1}
+            max={32}
+            data-testid="samples-input"
+            value={settings.samples}
+            onChange={(e) =>
+              setSettings({ samples: Math.max(1, Math.round(Number(e.target.value) || 1)) })
+            }
+          />
+        </label>{' '}
+        <label>
+          DDIM steps{' '}
+          <input
+            type="number"
+            min={1}
+            max={1000}
+            data-testid="steps-input"
+            value={settings.steps}
+            onChange={(e) =>
+              setSettings({ steps: Math.max(1, Math.round(Number(e.target.value) || 1)) })
+            }
+          />
+        </label>{' '}
+        <label>
+          Seed{' '}
+          <input
+            type="number"
+            min={0}
+            data-testid="seed-input"
+            value={settings.seed}
+            onChange={(e) =>
+              setSettings({ seed: Math.max(0, Math.round(Number(e.target.value) || 0)) })
+            }
+          />
+        </label>
+      </fieldset>
+      <button
+        data-testid="generate-button"
+        onClick={() => void generate()}
+        disabled={busy || dataset === null || problem !== null}
+      >
+        Generate
+      </button>{' '}
+      {busy && (
+        <button data-testid="cancel-button" onClick={cancel}>
+          Cancel
+        </button>
+      )}
+      <div data-testid="generate-status" data-status={run.status} role="status">
+        {run.status === 'running' &&
+          `Working on ${run.backend}: ${describeProgress(run.progress)}…`}
+        {run.status === 'error' && (
+          <p className="error" data-testid="generate-error">
+            {run.message}
+          </p>
+        )}
+        {run.status === 'done' && <Result result={run.result} />}
+      </div>
+      <h3>Agreement with the factory</h3>
+      <p>
+        Replays the factory&apos;s recorded generation (same inputs, same seed) on the backend
+        above.
+      </p>
+      <ul>
+        <CheckRow family="head" />
+        <CheckRow family="cnn" />
+      </ul>
+    </section>
+  );
+}
+
+function Result({ result }: { result: GenerateResult }) {
+  const t = result.timingsMs;
+  const what = result.family === 'head' ? 'heads' : `${result.arch} CNNs`;
+  return (
+    <>
+      <p>
+        {result.networks.length} {what} for {result.classes.length} classes, generated on{' '}
+        <span data-testid="generate-backend" data-backend={result.backend}>
+          {describeBackend(result)}
+        </span>{' '}
+        (features on {result.featureBackend}): features {t.features.toFixed(0)} ms, encoder{' '}
+        {t.encode.toFixed(0)} ms, {result.options.steps} DDIM steps {t.denoise.toFixed(0)} ms,
+        decoder {t.decode.toFixed(0)} ms.
+      </p>
+      {result.unreadable.length > 0 && (
+        <details>
+          <summary>{result.unreadable.length} images could not be read and were left out</summary>
+          <ul>
+            {result.unreadable.map((u) => (
+              <li key={u}>{u}</li>
+            ))}
+          </ul>
+        </details>
+      )}
+      <table data-testid="generated-table">
+        <thead>
+          <tr>
+            <th>sample</th>
+            <th>tensors</th>
+            <th>download</th>
+          </tr>
+        </thead>
+        <tbody>
+          {result.networks.map((net, s) => (
+            <tr key={s}>
+              <td>{s}</td>
+              <td>
+                {Object.entries(net)
+                  .map(([name, t]) => `${name} [${t.shape.join('×')}]`)
+                  .join(', ')}
+              </td>
+              <td>
+                <button
+                  onClick={() =>
+                    save(encodeSafetensors(net, metadata(result, s)), `sample-${s}.safetensors`)
+                  }
+                >
+                  safetensors
+                </button>{' '}
+                <button onClick={() => save(result.onnx[s]!, `sample-${s}.onnx`)}>ONNX</button>{' '}
+                <button
+                  onClick={() =>
+                    save(
+                      JSON.stringify({
+                        classes: result.classes,
+                        ...Object.fromEntries(
+                          Object.entries(net).map(([k, v]) => [
+                            k,
+                            { shape: v.shape, data: Array.from(v.data) },
+                          ]),
+                        ),
+                      }),
+                      `sample-${s}.json`,
+                      'application/json',
+                    )
+                  }
+                >
+                  JSON
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <button onClick={() => save(modelCard(result), 'MODEL_CARD.md', 'text/markdown')}>
+        Model card
+      </button>
+    </>
+  );
+}
