@@ -157,6 +157,9 @@ class CnnVae(nn.Module):
             _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
             scale = np.maximum(singular[:k], 1e-3 * singular[0]) / np.sqrt(len(x))  # padding-only directions stay finite
             basis = vt[:k]  # [k, CHUNK]
+            if len(basis) < k:  # fewer zoo tokens than latent dimensions (tiny configurations): unused dimensions
+                basis = np.concatenate([basis, np.zeros((k - len(basis), x.shape[1]))])
+                scale = np.concatenate([scale, np.ones(k - len(scale))])
             self.encoder.weight[position] = torch.from_numpy((basis.T / scale).astype(np.float32))
             self.encoder.bias[position] = torch.from_numpy((-(mean @ basis.T) / scale).astype(np.float32))
             self.decoder.linear.weight[position] = torch.from_numpy((basis * scale[:, None]).astype(np.float32))

@@ -1,7 +1,7 @@
 """The factory pipeline end to end on the tiny configuration, in a fresh cache.
 
 datasets → backbone features (the TypeScript engine, through npm) → few-shot
-baselines → head zoo. Each stage is the command a person runs; the test
+baselines → zoos → each family's generator (train, evaluate; cnn also export). Each stage is the command a person runs; the test
 checks what each leaves behind and that the numbers mean something.
 """
 
@@ -34,6 +34,9 @@ def cache(tmp_path_factory) -> Path:
     stage(cache, "zoo", "--config", "tiny")
     stage(cache, "train-generator", "--config", "tiny")
     stage(cache, "evaluate-generator", "--config", "tiny")
+    stage(cache, "train-generator", "--family", "cnn", "--config", "tiny")
+    stage(cache, "evaluate-generator", "--family", "cnn", "--config", "tiny")
+    stage(cache, "export-generator", "--family", "cnn", "--config", "tiny")
     return cache
 
 
@@ -138,3 +141,35 @@ def test_generator_checkpoint_rebuilds_and_generates_deterministically(cache):
     b = generator.generate(support, SamplingSettings(samples=2, steps=5, seed=11))
     assert a[0].shape == (2, len(data.classes), 1792)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_cnn_generator_trains_evaluates_and_exports_on_the_tiny_zoo(cache):
+    folder = cache / "generator-tiny" / "cnn"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for arch in ("cnn-s", "cnn-w"):
+        seen = metrics["seen"][arch]["trained"]
+        assert seen["generated"]["n"] == seen["tasks"] >= 1
+        assert 0.0 <= seen["generated"]["mean"] <= 1.0
+        assert seen["zoo"]["mean"] > seen["chance"]
+        curves = metrics["unseen"]["archs"][arch]
+        assert len(curves["generated"]["mean"]) == len(curves["random"]["mean"]) == 3  # epochs 0, 1, 2
+    report = (folder / "REPORT.md").read_text()
+    assert "| measure | target | measured |" in report
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(manifest["layout"]["archs"]) == ["cnn-s", "cnn-w"]
+    for graph in manifest["graphs"].values():
+        assert (folder / graph["file"]).stat().st_size == graph["bytes"]
+
+
+def test_cnn_generator_checkpoint_generates_deterministically_for_any_class_count(cache):
+    from d2nwg.cnn_generator import CnnGenerator
+    from d2nwg.head_generator import SamplingSettings
+
+    generator = CnnGenerator.load(cache / "generator-tiny" / "cnn")
+    data = load_features(sorted(ids_on_side(cache, "unseen"))[0], cache / "data-tiny")
+    support = [data.features[data.labels == c][:2] for c in range(len(data.classes))]
+    a = generator.generate("cnn-s", support, SamplingSettings(samples=2, steps=5, seed=11))
+    b = generator.generate("cnn-s", support, SamplingSettings(samples=2, steps=5, seed=11))
+    assert a[0]["fc2.weight"].shape == (len(data.classes), 20)
+    for name in a[0]:
+        np.testing.assert_array_equal(a[1][name], b[1][name])
