@@ -19,6 +19,7 @@ STAGES = {
     "train-generator": "d2nwg.train_generator",
     "evaluate-generator": "d2nwg.evaluate_generator",
     "export-generator": "d2nwg.export_generator",
+    "quantize-generator": "d2nwg.quantize",
 }
 
 

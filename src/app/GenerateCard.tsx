@@ -1,5 +1,6 @@
 import { useState, type DragEvent } from 'react';
 import type { Family } from '../engine/generator-check';
+import type { Precision } from '../engine/sampling';
 import { describeBackend } from '../engine/runtime';
 import { encodeSafetensors } from '../engine/safetensors';
 import type { GenerateResult } from '../worker/protocol';
@@ -216,6 +217,18 @@ export function GenerateCard() {
           />
         </label>{' '}
         <label>
+          Graphs{' '}
+          <select
+            data-testid="precision-select"
+            value={settings.precision}
+            onChange={(e) => setSettings({ precision: e.target.value as Precision })}
+          >
+            <option value="int8">int8 weights (smallest download)</option>
+            <option value="fp16">fp16 weights</option>
+            <option value="fp32">fp32</option>
+          </select>
+        </label>{' '}
+        <label>
           Seed{' '}
           <input
             type="number"
@@ -269,7 +282,8 @@ function Result({ result }: { result: GenerateResult }) {
   return (
     <>
       <p>
-        {result.networks.length} {what} for {result.classes.length} classes, generated on{' '}
+        {result.networks.length} {what} for {result.classes.length} classes, generated with{' '}
+        <span data-testid="generate-precision">{result.precision}</span> graphs on{' '}
         <span data-testid="generate-backend" data-backend={result.backend}>
           {describeBackend(result)}
         </span>{' '}

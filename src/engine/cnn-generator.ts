@@ -13,12 +13,15 @@ import type { NamedTensor } from './safetensors';
 import {
   checkSamples,
   graphOutput,
+  graphEntry,
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
   scheduleSchema,
   stage,
+  variantsSchema,
   type GenerationControl,
+  type Precision,
   type SamplingOptions,
 } from './sampling';
 import { array, integer, literal, number, object, parse, record, string } from './schema';
@@ -75,6 +78,7 @@ export const cnnManifestSchema = object({
   training_inputs: object({ zoo_table_sha256: string, models: integer, tasks: integer }),
   rebuild_command: string,
   torch_version: string,
+  variants: variantsSchema,
 });
 export type CnnManifest = ReturnType<typeof cnnManifestSchema>;
 
@@ -85,7 +89,10 @@ export interface CnnGeneratorFiles {
   decoder: Uint8Array;
 }
 
-export async function loadCnnGeneratorFiles(source: FileSource): Promise<CnnGeneratorFiles> {
+export async function loadCnnGeneratorFiles(
+  source: FileSource,
+  precision: Precision = 'fp32',
+): Promise<CnnGeneratorFiles> {
   const manifest = parse(
     cnnManifestSchema,
     await readJson(source, 'manifest.json'),
@@ -93,7 +100,11 @@ export async function loadCnnGeneratorFiles(source: FileSource): Promise<CnnGene
   );
   const [encoder, denoiser, decoder] = await Promise.all(
     (['encoder', 'denoiser', 'decoder'] as const).map((name) =>
-      readVerified(source, manifest.graphs[name].file, manifest.graphs[name]),
+      readVerified(
+        source,
+        graphEntry(manifest, name, precision).file,
+        graphEntry(manifest, name, precision),
+      ),
     ),
   );
   return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };

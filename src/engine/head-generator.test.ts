@@ -12,7 +12,7 @@ import {
 import { directorySource, nodeHost } from './node-host';
 import { Mulberry32 } from './rng';
 import { selectBackend } from './runtime';
-import { checkGenerator, headTraceSchema, traceSupport } from './generator-check';
+import { checkGenerator, headTraceSchema, relativeError, traceSupport } from './generator-check';
 import { parse } from './schema';
 
 const headDir = fileURLToPath(new URL('../../models/release/head/', import.meta.url));
@@ -143,5 +143,24 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
     const result = await checkGenerator('head', directorySource(headDir), 'cpu', nodeHost);
     expect(result).toMatchObject({ family: 'head', backend: 'cpu', passed: true });
     expect(result.maxError).toBeLessThanOrEqual(result.tolerance);
+  });
+
+  it('loads the shipped int8 and fp16 variants, which generate nearly the fp32 heads', async () => {
+    const { trace, support } = await setUp();
+    for (const precision of ['fp16', 'int8'] as const) {
+      const files = await loadHeadGeneratorFiles(directorySource(headDir), precision);
+      expect(files.decoder.length).toBeLessThan(files.manifest.graphs.decoder.bytes * 0.6);
+      const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
+      await probeSession.release();
+      const generator = await HeadGenerator.create(files, selected);
+      try {
+        const heads = await generator.generate(support, trace.settings);
+        const error = relativeError(heads.weight, trace.weight.data);
+        expect(error, precision).toBeGreaterThan(0); // really other weights
+        expect(error, precision).toBeLessThan(precision === 'fp16' ? 1e-2 : 5e-2);
+      } finally {
+        await generator.release();
+      }
+    }
   });
 });

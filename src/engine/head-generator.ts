@@ -12,12 +12,15 @@ import type { OrtPackage, SelectedBackend } from './runtime';
 import {
   checkSamples,
   graphOutput as output,
+  graphEntry,
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
   scheduleSchema,
   stage,
+  variantsSchema,
   type GenerationControl,
+  type Precision,
   type SamplingOptions,
 } from './sampling';
 
@@ -55,6 +58,7 @@ export const headManifestSchema = object({
   }),
   rebuild_command: string,
   torch_version: string,
+  variants: variantsSchema,
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
 
@@ -76,7 +80,10 @@ export interface HeadGeneratorFiles {
   decoder: Uint8Array;
 }
 
-export async function loadHeadGeneratorFiles(source: FileSource): Promise<HeadGeneratorFiles> {
+export async function loadHeadGeneratorFiles(
+  source: FileSource,
+  precision: Precision = 'fp32',
+): Promise<HeadGeneratorFiles> {
   const manifest = parse(
     headManifestSchema,
     await readJson(source, 'manifest.json'),
@@ -84,7 +91,11 @@ export async function loadHeadGeneratorFiles(source: FileSource): Promise<HeadGe
   );
   const [encoder, denoiser, decoder] = await Promise.all(
     (['encoder', 'denoiser', 'decoder'] as const).map((name) =>
-      readVerified(source, manifest.graphs[name].file, manifest.graphs[name]),
+      readVerified(
+        source,
+        graphEntry(manifest, name, precision).file,
+        graphEntry(manifest, name, precision),
+      ),
     ),
   );
   return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };

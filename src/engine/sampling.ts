@@ -14,6 +14,32 @@ export const graphSchema = object({
   outputs: record(array(string)),
 });
 
+/** Reduced-precision copies of the graphs (models/d2nwg/quantize.py): precision → graph → file. */
+export const variantsSchema = record(
+  record(object({ file: string, sha256: string, bytes: integer })),
+);
+
+export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+/** The file entry of `graph` at `precision`: the manifest's own for fp32, else a shipped variant. */
+export function graphEntry(
+  manifest: {
+    graphs: Record<string, { file: string; sha256: string; bytes: number }>;
+    variants: Record<string, Record<string, { file: string; sha256: string; bytes: number }>>;
+  },
+  graph: string,
+  precision: Precision,
+): { file: string; sha256: string; bytes: number } {
+  const entry =
+    precision === 'fp32' ? manifest.graphs[graph] : manifest.variants[precision]?.[graph];
+  if (entry === undefined) {
+    const shipped = ['fp32', ...Object.keys(manifest.variants)].join(', ');
+    throw new Error(`this release has no ${precision} ${graph} graph; it ships ${shipped}`);
+  }
+  return entry;
+}
+
 export const scheduleSchema = object({
   train_steps: integer,
   beta_schedule: literal(...BETA_SCHEDULES),

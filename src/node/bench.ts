@@ -1,4 +1,5 @@
-// Generation speed in Node (onnxruntime-node, cpu), per family: 10 classes ×
+// Generation speed in Node (onnxruntime-node, cpu), per family, arch and shipped
+// graph precision: 10 classes ×
 // 20 images of seeded unit-norm features, 8 samples, 50 DDIM steps, the
 // release's other defaults. Writes bench/REPORT.md and bench/report.json.
 //
@@ -13,6 +14,7 @@ import { HeadGenerator, loadHeadGeneratorFiles } from '../engine/head-generator'
 import { directorySource, nodeHost } from '../engine/node-host';
 import { Mulberry32 } from '../engine/rng';
 import { selectBackend } from '../engine/runtime';
+import type { Precision } from '../engine/sampling';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 const release = join(repoRoot, 'models/release');
@@ -24,6 +26,7 @@ const STEPS = 50;
 interface Row {
   family: string;
   arch: string;
+  precision: Precision;
   graphs: Record<string, number>;
   encode: number[];
   denoise: number[];
@@ -38,9 +41,39 @@ function support(dim: number): Float32Array[] {
   );
 }
 
+function newRow(
+  family: string,
+  arch: string,
+  precision: Precision,
+  files: { encoder: Uint8Array; denoiser: Uint8Array; decoder: Uint8Array },
+): Row {
+  const graphs = {
+    encoder: files.encoder.length,
+    denoiser: files.denoiser.length,
+    decoder: files.decoder.length,
+  };
+  return { family, arch, precision, graphs, encode: [], denoise: [], decode: [], peakRssMb: 0 };
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
+}
+
+async function timed(
+  run: () => Promise<{ timingsMs: { encode: number; denoise: number; decode: number } }>,
+  repeats: number,
+  row: Row,
+  track: () => void,
+): Promise<void> {
+  for (let r = 0; r < repeats + 1; r++) {
+    const out = await run();
+    track();
+    if (r === 0) continue; // warm-up
+    row.encode.push(out.timingsMs.encode);
+    row.denoise.push(out.timingsMs.denoise);
+    row.decode.push(out.timingsMs.decode);
+  }
 }
 
 async function main(): Promise<void> {
@@ -50,63 +83,41 @@ async function main(): Promise<void> {
   const options = { samples: SAMPLES, steps: STEPS, seed: 0 };
   let peak = 0;
   const track = () => (peak = Math.max(peak, process.memoryUsage().rss / 2 ** 20));
-
-  const headFiles = await loadHeadGeneratorFiles(directorySource(join(release, 'head')));
-  const head = await selectBackend('cpu', nodeHost, headFiles.decoder);
-  await head.probeSession.release();
-  const headGenerator = await HeadGenerator.create(headFiles, head.selected);
-  const headRow: Row = {
-    family: 'head',
-    arch: headFiles.manifest.layout.architecture,
-    graphs: Object.fromEntries(
-      Object.entries(headFiles.manifest.graphs).map(([k, g]) => [k, g.bytes]),
-    ),
-    encode: [],
-    denoise: [],
-    decode: [],
-    peakRssMb: 0,
-  };
-  const features = support(headFiles.manifest.backbone.feature_dim);
-  for (let r = 0; r < repeats + 1; r++) {
-    const out = await headGenerator.generate(features, options);
-    track();
-    if (r === 0) continue; // warm-up
-    headRow.encode.push(out.timingsMs.encode);
-    headRow.denoise.push(out.timingsMs.denoise);
-    headRow.decode.push(out.timingsMs.decode);
-  }
-  await headGenerator.release();
-  headRow.peakRssMb = peak;
-  rows.push(headRow);
-
-  const cnnFiles = await loadCnnGeneratorFiles(directorySource(join(release, 'cnn')));
-  const cnn = await selectBackend('cpu', nodeHost, cnnFiles.decoder);
-  await cnn.probeSession.release();
-  const cnnGenerator = await CnnGenerator.create(cnnFiles, cnn.selected);
-  for (const arch of cnnGenerator.archs) {
-    const row: Row = {
-      family: 'cnn',
-      arch,
-      graphs: Object.fromEntries(
-        Object.entries(cnnFiles.manifest.graphs).map(([k, g]) => [k, g.bytes]),
-      ),
-      encode: [],
-      denoise: [],
-      decode: [],
-      peakRssMb: 0,
+  const headSource = directorySource(join(release, 'head'));
+  const cnnSource = directorySource(join(release, 'cnn'));
+  const shipped = async (source: typeof headSource): Promise<Precision[]> => {
+    const manifest = JSON.parse(new TextDecoder().decode(await source('manifest.json'))) as {
+      variants: Record<string, unknown>;
     };
-    for (let r = 0; r < repeats + 1; r++) {
-      const out = await cnnGenerator.generate(arch, features, options);
-      track();
-      if (r === 0) continue;
-      row.encode.push(out.timingsMs.encode);
-      row.denoise.push(out.timingsMs.denoise);
-      row.decode.push(out.timingsMs.decode);
-    }
+    return ['fp32', ...(Object.keys(manifest.variants) as Precision[])];
+  };
+
+  for (const precision of await shipped(headSource)) {
+    const files = await loadHeadGeneratorFiles(headSource, precision);
+    const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
+    await probeSession.release();
+    const generator = await HeadGenerator.create(files, selected);
+    const row = newRow('head', files.manifest.layout.architecture, precision, files);
+    const features = support(files.manifest.backbone.feature_dim);
+    await timed(() => generator.generate(features, options), repeats, row, track);
+    await generator.release();
     row.peakRssMb = peak;
     rows.push(row);
   }
-  await cnnGenerator.release();
+  for (const precision of await shipped(cnnSource)) {
+    const files = await loadCnnGeneratorFiles(cnnSource, precision);
+    const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
+    await probeSession.release();
+    const generator = await CnnGenerator.create(files, selected);
+    const features = support(files.manifest.backbone.feature_dim);
+    for (const arch of generator.archs) {
+      const row = newRow('cnn', arch, precision, files);
+      await timed(() => generator.generate(arch, features, options), repeats, row, track);
+      row.peakRssMb = peak;
+      rows.push(row);
+    }
+    await generator.release();
+  }
 
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} threads available, Node ${process.version}`;
   const out = join(repoRoot, 'bench');
@@ -124,11 +135,11 @@ async function main(): Promise<void> {
       `temperature at the release defaults; median of ${repeats} runs after one warm-up. ${machine}. ` +
       'Rebuild: `npm run bench`.',
     '',
-    '| family | arch | encoder MB | denoiser MB | decoder MB | encode ms | denoise ms | decode ms | total ms | peak RSS MB |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| family | arch | graphs | encoder MB | denoiser MB | decoder MB | encode ms | denoise ms | decode ms | total ms | peak RSS MB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.family} | ${r.arch} | ${mb(r.graphs.encoder!)} | ${mb(r.graphs.denoiser!)} | ${mb(r.graphs.decoder!)} | ` +
+        `| ${r.family} | ${r.arch} | ${r.precision} | ${mb(r.graphs.encoder!)} | ${mb(r.graphs.denoiser!)} | ${mb(r.graphs.decoder!)} | ` +
         `${ms(r.encode)} | ${ms(r.denoise)} | ${ms(r.decode)} | ` +
         `${(median(r.encode) + median(r.denoise) + median(r.decode)).toFixed(0)} | ${r.peakRssMb.toFixed(0)} |`,
     ),

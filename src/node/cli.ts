@@ -1,8 +1,9 @@
-// The command-line tool: generate classifier heads for a folder of images, and
-// measure them against same-run baselines.
+// The command-line tool: generate classifier heads or whole small CNNs for a
+// folder of images, and measure them against same-run baselines.
 //
-//   d2nwg generate --data <folder> --out <dir> [--family head] [--samples N] [--steps K]
-//                  [--eta E] [--guidance G] [--temperature T] [--seed S] [--backend auto|cpu|webgpu]
+//   d2nwg generate --data <folder> --out <dir> [--family head|cnn] [--arch cnn-s|cnn-w]
+//                  [--samples N] [--steps K] [--eta E] [--guidance G] [--temperature T] [--seed S]
+//                  [--backend auto|cpu|webgpu] [--precision fp32|fp16|int8]
 //   d2nwg evaluate --support <folder> --query <folder> --weights <dir> [--json]
 //
 // A folder is one sub-folder of images per class; classes are the sorted
@@ -12,15 +13,27 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
 import { extractFeatures, loadBackbone } from '../engine/backbone';
-import { HeadGenerator, loadHeadGeneratorFiles } from '../engine/head-generator';
+import {
+  CnnGenerator,
+  loadCnnGeneratorFiles,
+  type CnnArchLayout,
+  type CnnGeneratorFiles,
+  type CnnWeights,
+} from '../engine/cnn-generator';
+import { backgroundIsDark, luma, toGray28 } from '../engine/gray28';
+import {
+  HeadGenerator,
+  loadHeadGeneratorFiles,
+  type HeadGeneratorFiles,
+} from '../engine/head-generator';
 import {
   accuracy,
   logisticRegression,
   nearestClassMeanHead,
   randomHead,
   unitNormalise,
-  type Head,
   type LabelledFeatures,
 } from '../engine/heads';
 import { directorySource, nodeHost } from '../engine/node-host';
@@ -31,7 +44,10 @@ import {
   parseBackendRequest,
   selectBackend,
 } from '../engine/runtime';
-import { decodeSafetensors, encodeSafetensors } from '../engine/safetensors';
+import { cnnToOnnx, headToOnnx } from '../engine/onnx-writer';
+import { PRECISIONS, type Precision } from '../engine/sampling';
+import type { RgbaImage } from '../engine/preprocess';
+import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../engine/safetensors';
 import { readClassFolder, FolderError, type ClassFolder } from './class-folder';
 import { decodeImage } from './images';
 import { nodeTf } from './tf-node';
@@ -52,9 +68,13 @@ interface FolderFeatures {
   perClass: Float32Array[];
   unreadable: string[];
   featureMs: number;
+  /** Images whose border is mostly dark (for the cnn family's polarity). */
+  darkImages: number;
+  /** Per class: the decoded images, when asked for (the cnn family's 28×28 inputs). */
+  decoded?: RgbaImage[][];
 }
 
-async function folderFeatures(root: string): Promise<FolderFeatures> {
+async function folderFeatures(root: string, { keepImages = false } = {}): Promise<FolderFeatures> {
   const folder = readClassFolder(root);
   const started = performance.now();
   const { tf } = await nodeTf();
@@ -62,10 +82,12 @@ async function folderFeatures(root: string): Promise<FolderFeatures> {
   const dim = backbone.manifest.feature_dim;
   const unreadable: string[] = [];
   const perClass: Float32Array[] = [];
+  const decoded: RgbaImage[][] = [];
+  let darkImages = 0;
   const total = folder.images.reduce((a, b) => a + b.length, 0);
   let done = 0;
   for (const [c, files] of folder.images.entries()) {
-    const images = [];
+    const images: RgbaImage[] = [];
     for (const file of files) {
       try {
         images.push(await decodeImage(new Uint8Array(await readFile(file)), file));
@@ -78,6 +100,9 @@ async function folderFeatures(root: string): Promise<FolderFeatures> {
         `no image of class "${folder.classes[c]}" could be read: ${unreadable.at(-1)}`,
       );
     }
+    for (const image of images)
+      if (backgroundIsDark(luma(image), image.width, image.height)) darkImages++;
+    if (keepImages) decoded.push(images);
     const features = await extractFeatures(backbone, images, {
       onBatch: (n) => progress(`features: ${done + n}/${total} images`),
     });
@@ -88,7 +113,15 @@ async function folderFeatures(root: string): Promise<FolderFeatures> {
   }
   backbone.model.dispose();
   for (const message of unreadable) progress(`skipped: ${message}`);
-  return { folder, dim, perClass, unreadable, featureMs: performance.now() - started };
+  return {
+    folder,
+    dim,
+    perClass,
+    unreadable,
+    featureMs: performance.now() - started,
+    darkImages,
+    ...(keepImages ? { decoded } : {}),
+  };
 }
 
 function labelled(features: FolderFeatures): LabelledFeatures {
@@ -113,18 +146,32 @@ function number(value: string | undefined, name: string, fallback: number): numb
 }
 
 function modelCard(report: GenerateReport, sample: number): string {
+  const what =
+    report.family === 'head'
+      ? [
+          `It is a linear head \`logits = features @ weight.T + bias\` on the L2-normalised ${report.feature_dim}-d features of ` +
+            `the backbone \`${report.backbone}\` (models/release/backbone/), with the same preprocessing. ` +
+            `\`sample-${sample}.onnx\` takes the raw backbone features [N, ${report.feature_dim}] and normalises them itself.`,
+        ]
+      : [
+          `It is the whole CNN \`${report.arch}\` (every weight generated; PyTorch names in the safetensors file). ` +
+            `\`sample-${sample}.onnx\` takes images [N, 1, 28, 28]: grayscale in [0, 1], ink high and background 0 ` +
+            `(this folder's images were ${report.dark_background ? 'bright on dark, kept' : 'dark on light, inverted'}); ` +
+            "the conversion is `toGray28` in src/engine/gray28.ts (the factory's `to_grayscale_28`).",
+          '',
+          `The generator was conditioned on the images' ${report.feature_dim}-d features from the backbone \`${report.backbone}\`.`,
+        ];
   return [
-    `# Generated classifier head (sample ${sample})`,
+    `# Generated ${report.family === 'head' ? 'classifier head' : `CNN ${report.arch}`} (sample ${sample})`,
     '',
-    `Generated by D2NWG Web ${report.generator_release} for the ${report.classes.length} classes of \`${report.data}\` ` +
+    `Generated by D2NWG Web ${report.generator_release} (${report.family} family) for the ${report.classes.length} classes of \`${report.data}\` ` +
       `(${report.images_per_class.join(', ')} images per class), seed ${report.settings.seed}, ` +
       `${report.settings.steps} DDIM steps, η ${report.settings.eta}, guidance ${report.settings.guidance}, ` +
       `temperature ${report.settings.temperature}, on ${report.backend}.`,
     '',
-    `It is a linear head \`logits = features @ weight.T + bias\` on the L2-normalised ${report.feature_dim}-d features of ` +
-      `the backbone \`${report.backbone}\` (models/release/backbone/), with the same preprocessing.`,
+    ...what,
     '',
-    '| row | class |',
+    '| output | class |',
     '|---|---|',
     ...report.classes.map((name, i) => `| ${i} | ${name} |`),
     '',
@@ -135,12 +182,15 @@ function modelCard(report: GenerateReport, sample: number): string {
 
 interface GenerateReport {
   data: string;
-  family: 'head';
+  family: 'head' | 'cnn';
+  arch?: string;
+  dark_background?: boolean;
   classes: string[];
   images_per_class: number[];
   unreadable: string[];
   skipped_files: string[];
   backend: string;
+  precision: Precision;
   generator_release: string;
   backbone: string;
   feature_dim: number;
@@ -154,6 +204,12 @@ interface GenerateReport {
   };
   timings_ms: { features: number; encode: number; denoise: number; decode: number };
   samples: string[];
+}
+
+/** One generated network, in the formats a user takes elsewhere. */
+interface SampleFiles {
+  tensors: Record<string, NamedTensor>;
+  onnx: Uint8Array;
 }
 
 async function generate(args: string[]): Promise<void> {
@@ -171,15 +227,30 @@ async function generate(args: string[]): Promise<void> {
       temperature: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
+      precision: { type: 'string', default: 'fp32' },
     },
   });
   if (!values.data || !values.out)
     throw new UsageError('generate needs --data <folder> and --out <dir>');
-  if (values.family === 'cnn')
-    throw new UsageError('the cnn family is not in this release yet; use --family head');
-  if (values.family !== 'head')
-    throw new UsageError(`unknown --family "${values.family}"; choose head`);
-  const files = await loadHeadGeneratorFiles(directorySource(join(releaseDir, 'head')));
+  const family = values.family;
+  if (family !== 'head' && family !== 'cnn')
+    throw new UsageError(`unknown --family "${family}"; choose head or cnn`);
+  if (family === 'head' && values.arch !== undefined)
+    throw new UsageError('--arch is for the cnn family (cnn-s or cnn-w)');
+  const precision = values.precision as Precision;
+  if (!(PRECISIONS as readonly string[]).includes(precision))
+    throw new UsageError(
+      `unknown --precision "${precision}"; choose one of ${PRECISIONS.join(', ')}`,
+    );
+  const files =
+    family === 'head'
+      ? await loadHeadGeneratorFiles(directorySource(join(releaseDir, 'head')), precision)
+      : await loadCnnGeneratorFiles(directorySource(join(releaseDir, 'cnn')), precision);
+  const arch = family === 'cnn' ? (values.arch ?? 'cnn-w') : undefined;
+  if (files.manifest.family === 'cnn' && !(arch! in files.manifest.layout.archs))
+    throw new UsageError(
+      `unknown --arch "${arch}"; choose one of ${Object.keys(files.manifest.layout.archs).sort().join(', ')}`,
+    );
   const defaults = files.manifest.sampling_defaults;
   const settings = {
     samples: number(values.samples, 'samples', defaults.samples),
@@ -193,7 +264,7 @@ async function generate(args: string[]): Promise<void> {
   const { folder } = features;
   if (folder.classes.length > files.manifest.max_classes) {
     throw new UsageError(
-      `${folder.classes.length} classes; this release generates heads of up to ${files.manifest.max_classes}`,
+      `${folder.classes.length} classes; this release generates ${family === 'head' ? 'heads' : 'CNNs'} of up to ${files.manifest.max_classes}`,
     );
   }
   const { selected, probeSession } = await selectBackend(
@@ -202,58 +273,99 @@ async function generate(args: string[]): Promise<void> {
     files.decoder,
   );
   await probeSession.release();
-  const generator = await HeadGenerator.create(files, selected);
-  let heads;
-  try {
-    heads = await generator.generate(features.perClass, settings, {
-      onProgress: (p) => {
-        if (p.stage === 'denoise' && (p.done % 10 === 0 || p.done === p.total))
-          progress(`generating: DDIM step ${p.done}/${p.total}`);
-      },
-    });
-  } finally {
-    await generator.release();
+  const control = {
+    onProgress: (p: { stage: string; done: number; total: number }) => {
+      if (p.stage === 'denoise' && (p.done % 10 === 0 || p.done === p.total))
+        progress(`generating: DDIM step ${p.done}/${p.total}`);
+    },
+  };
+  const dim = features.dim;
+  const classes = folder.classes.length;
+  const doc = `D2NWG Web ${files.manifest.release_version}, ${family} family, seed ${settings.seed}; classes ${JSON.stringify(folder.classes)}`;
+  let samples: SampleFiles[];
+  let timings: { encode: number; denoise: number; decode: number };
+  if (family === 'head') {
+    const generator = await HeadGenerator.create(files as HeadGeneratorFiles, selected);
+    try {
+      const heads = await generator.generate(features.perClass, settings, control);
+      timings = heads.timingsMs;
+      samples = Array.from({ length: heads.samples }, (_, s) => {
+        const weight = heads.weight.slice(s * classes * dim, (s + 1) * classes * dim);
+        const bias = heads.bias.slice(s * classes, (s + 1) * classes);
+        return {
+          tensors: {
+            weight: { shape: [classes, dim], data: weight },
+            bias: { shape: [classes], data: bias },
+          },
+          onnx: headToOnnx(weight, bias, classes, dim, doc),
+        };
+      });
+    } finally {
+      await generator.release();
+    }
+  } else {
+    const generator = await CnnGenerator.create(files as CnnGeneratorFiles, selected);
+    try {
+      const cnns = await generator.generate(arch!, features.perClass, settings, control);
+      timings = cnns.timingsMs;
+      samples = cnns.networks.map((net) => ({
+        tensors: net,
+        onnx: cnnToOnnx(generator.layout(arch!), net, doc),
+      }));
+    } finally {
+      await generator.release();
+    }
   }
   const out = resolve(values.out);
   mkdirSync(out, { recursive: true });
-  const dim = features.dim;
-  const classes = folder.classes.length;
+  const total = features.perClass.reduce((n, m) => n + m.length / dim, 0);
   const report: GenerateReport = {
     data: folder.root,
-    family: 'head',
+    family,
+    ...(arch !== undefined ? { arch, dark_background: features.darkImages * 2 > total } : {}),
     classes: folder.classes,
     images_per_class: features.perClass.map((m) => m.length / dim),
     unreadable: features.unreadable,
     skipped_files: folder.skipped,
     backend: describeBackend(selected),
+    precision,
     generator_release: files.manifest.release_version,
     backbone: files.manifest.backbone.id,
     feature_dim: dim,
     settings,
-    timings_ms: { features: Math.round(features.featureMs), ...roundAll(heads.timingsMs) },
+    timings_ms: { features: Math.round(features.featureMs), ...roundAll(timings) },
     samples: [],
   };
-  for (let s = 0; s < heads.samples; s++) {
-    const weight = heads.weight.slice(s * classes * dim, (s + 1) * classes * dim);
-    const bias = heads.bias.slice(s * classes, (s + 1) * classes);
+  samples.forEach((sample, s) => {
     const name = `sample-${s}`;
     writeFileSync(
       join(out, `${name}.safetensors`),
-      encodeSafetensors(
-        { weight: { shape: [classes, dim], data: weight }, bias: { shape: [classes], data: bias } },
-        { classes: JSON.stringify(folder.classes), seed: String(settings.seed), sample: String(s) },
-      ),
+      encodeSafetensors(sample.tensors, {
+        classes: JSON.stringify(folder.classes),
+        family,
+        ...(arch ? { arch } : {}),
+        seed: String(settings.seed),
+        sample: String(s),
+      }),
+    );
+    writeFileSync(join(out, `${name}.onnx`), sample.onnx);
+    const json = Object.fromEntries(
+      Object.entries(sample.tensors).map(([k, t]) => [
+        k,
+        { shape: t.shape, data: Array.from(t.data) },
+      ]),
     );
     writeFileSync(
       join(out, `${name}.json`),
-      `${JSON.stringify({ classes: folder.classes, weight: { shape: [classes, dim], data: Array.from(weight) }, bias: { shape: [classes], data: Array.from(bias) } })}\n`,
+      `${JSON.stringify({ classes: folder.classes, ...json })}\n`,
     );
     report.samples.push(name);
-  }
+  });
   writeFileSync(join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(out, 'MODEL_CARD.md'), modelCard(report, 0));
+  const what = family === 'head' ? 'heads' : `${arch} CNNs`;
   progress(
-    `wrote ${heads.samples} heads for ${classes} classes to ${out} (${report.backend}; features ${report.timings_ms.features} ms, generation ${report.timings_ms.encode + report.timings_ms.denoise + report.timings_ms.decode} ms)`,
+    `wrote ${samples.length} ${what} for ${classes} classes to ${out} (${report.backend}; features ${report.timings_ms.features} ms, generation ${report.timings_ms.encode + report.timings_ms.denoise + report.timings_ms.decode} ms)`,
   );
 }
 
@@ -298,6 +410,68 @@ function chooseC(support: LabelledFeatures, classes: number): number {
   return grid[scores.indexOf(Math.max(...scores))]!;
 }
 
+/** What generate wrote about a weights folder (older folders without report.json hold heads). */
+function weightsReport(dir: string): { family: 'head' | 'cnn'; arch?: string } {
+  try {
+    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as {
+      family?: string;
+      arch?: string;
+    };
+    if (report.family === 'cnn' && typeof report.arch === 'string')
+      return { family: 'cnn', arch: report.arch };
+  } catch {
+    // no report: heads from an earlier version
+  }
+  return { family: 'head' };
+}
+
+async function cnnLogits(
+  model: Uint8Array,
+  images: Float32Array,
+  count: number,
+): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(model);
+  try {
+    const out = await session.run({
+      images: new ort.Tensor('float32', images, [count, 1, 28, 28]),
+    });
+    return out.logits!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+function argmaxAccuracy(logits: Float32Array, labels: Int32Array, classes: number): number {
+  let hits = 0;
+  labels.forEach((label, i) => {
+    let best = 0;
+    for (let c = 1; c < classes; c++)
+      if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+    if (best === label) hits++;
+  });
+  return hits / labels.length;
+}
+
+/** PyTorch's default initialisation, U(±1/√fan_in) for weights and biases, from a seeded stream. */
+function randomCnn(layout: CnnArchLayout, classes: number, rng: Mulberry32): CnnWeights {
+  const out: CnnWeights = {};
+  for (const t of layout.tensors) {
+    const shape = t.name.startsWith(`${layout.head_layer}.`)
+      ? [classes, ...t.shape.slice(1)]
+      : t.shape;
+    const weightShape = layout.tensors.find(
+      (w) => w.name === t.name.replace(/\.bias$/, '.weight'),
+    )!.shape;
+    const bound = 1 / Math.sqrt(weightShape.slice(1).reduce((a, b) => a * b, 1));
+    const count = shape.reduce((a, b) => a * b, 1);
+    out[t.name] = {
+      shape,
+      data: Float32Array.from({ length: count }, () => (rng.uniform() * 2 - 1) * bound),
+    };
+  }
+  return out;
+}
+
 async function evaluate(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -313,18 +487,19 @@ async function evaluate(args: string[]): Promise<void> {
   const weightsDir = resolve(values.weights);
   const sampleFiles = readdirSync(weightsDir)
     .filter((f) => /^sample-\d+\.safetensors$/.test(f))
-    .sort();
+    .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
   if (sampleFiles.length === 0)
     throw new UsageError(`${weightsDir} has no sample-<k>.safetensors; run generate first`);
+  const { family, arch } = weightsReport(weightsDir);
   const support = await folderFeatures(resolve(values.support));
-  const query = await folderFeatures(resolve(values.query));
+  const query = await folderFeatures(resolve(values.query), { keepImages: family === 'cnn' });
   const classes = support.folder.classes;
   if (JSON.stringify(query.folder.classes) !== JSON.stringify(classes))
     throw new UsageError(
       `the query classes (${query.folder.classes.join(', ')}) differ from the support classes (${classes.join(', ')})`,
     );
   const q = labelled(query);
-  const generated = sampleFiles.map((file) => {
+  const weights = sampleFiles.map((file) => {
     const { tensors, metadata } = decodeSafetensors(
       new Uint8Array(readFileSync(join(weightsDir, file))),
     );
@@ -332,27 +507,67 @@ async function evaluate(args: string[]): Promise<void> {
       throw new UsageError(
         `${file} was generated for classes ${metadata.classes}, not ${JSON.stringify(classes)}`,
       );
-    const head: Head = {
-      classes: classes.length,
-      dim: q.dim,
-      weight: tensors.weight!.data,
-      bias: tensors.bias!.data,
-    };
-    return accuracy(head, q);
+    return { file, tensors };
   });
+  let generated: number[];
+  let random: number[];
+  let darkBackground: boolean | undefined;
+  if (family === 'head') {
+    generated = weights.map(({ tensors }) =>
+      accuracy(
+        {
+          classes: classes.length,
+          dim: q.dim,
+          weight: tensors.weight!.data,
+          bias: tensors.bias!.data,
+        },
+        q,
+      ),
+    );
+    const rng = new Mulberry32(0);
+    random = Array.from({ length: 10 }, () =>
+      accuracy(
+        randomHead(classes.length, q.dim, () => rng.normal()),
+        q,
+      ),
+    );
+  } else {
+    const manifest = (await loadCnnGeneratorFiles(directorySource(join(releaseDir, 'cnn'))))
+      .manifest;
+    const layout = manifest.layout.archs[arch!];
+    if (layout === undefined)
+      throw new UsageError(`this release has no CNN architecture "${arch}"`);
+    // One polarity for all the images, decided by majority as the factory does per dataset.
+    const images = query.decoded!.flat();
+    const count = images.length;
+    const total = count + support.perClass.reduce((n, m) => n + m.length / support.dim, 0);
+    darkBackground = (support.darkImages + query.darkImages) * 2 > total;
+    const pixels = new Float32Array(count * 28 * 28);
+    images.forEach((image, i) => pixels.set(toGray28(image, darkBackground), i * 28 * 28));
+    generated = [];
+    for (const { file } of weights) {
+      const onnx = new Uint8Array(
+        readFileSync(join(weightsDir, file.replace(/\.safetensors$/, '.onnx'))),
+      );
+      generated.push(
+        argmaxAccuracy(await cnnLogits(onnx, pixels, count), q.labels, classes.length),
+      );
+    }
+    const rng = new Mulberry32(0);
+    random = [];
+    for (let r = 0; r < 10; r++) {
+      const onnx = cnnToOnnx(layout, randomCnn(layout, classes.length, rng));
+      random.push(argmaxAccuracy(await cnnLogits(onnx, pixels, count), q.labels, classes.length));
+    }
+  }
   const s = labelled(support);
   progress('training the logistic-regression baseline on the support images');
   const c = chooseC(s, classes.length);
   const logistic = accuracy(logisticRegression(s, classes.length, c), q);
   const ncm = accuracy(nearestClassMeanHead(s, classes.length), q);
-  const rng = new Mulberry32(0);
-  const random = Array.from({ length: 10 }, () =>
-    accuracy(
-      randomHead(classes.length, q.dim, () => rng.normal()),
-      q,
-    ),
-  );
   const result = {
+    family,
+    ...(arch !== undefined ? { arch, dark_background: darkBackground } : {}),
     classes,
     support_images: support.perClass.map((m) => m.length / support.dim),
     query_images: query.perClass.map((m) => m.length / query.dim),
@@ -364,28 +579,30 @@ async function evaluate(args: string[]): Promise<void> {
     },
     nearest_class_mean: ncm,
     logistic_regression: { accuracy: logistic, c },
-    random_init: { heads: random.length, mean: mean(random), std: std(random) },
+    random_init: { networks: random.length, mean: mean(random), std: std(random) },
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return;
   }
   const f = (x: number) => x.toFixed(3);
+  const what = family === 'head' ? 'heads' : `${arch} CNNs`;
   process.stdout.write(
     [
       `${classes.length} classes, ${q.labels.length} query images`,
-      `generated (${generated.length} samples): ${f(result.generated.mean)} ± ${f(result.generated.std)}  [${generated.map(f).join(' ')}]`,
-      `nearest class mean:          ${f(ncm)}`,
-      `logistic regression (C=${c}):  ${f(logistic)}`,
-      `random init (10 heads):      ${f(result.random_init.mean)} ± ${f(result.random_init.std)}`,
+      `generated (${generated.length} ${what}): ${f(result.generated.mean)} ± ${f(result.generated.std)}  [${generated.map(f).join(' ')}]`,
+      `nearest class mean (backbone features):          ${f(ncm)}`,
+      `logistic regression (backbone features, C=${c}):  ${f(logistic)}`,
+      `random init (10 ${what}):      ${f(result.random_init.mean)} ± ${f(result.random_init.std)}`,
       '',
     ].join('\n'),
   );
 }
 
 const USAGE = `usage:
-  d2nwg generate --data <folder> --out <dir> [--family head] [--samples N] [--steps K] [--eta E]
-                 [--guidance G] [--temperature T] [--seed S] [--backend auto|cpu|webgpu]
+  d2nwg generate --data <folder> --out <dir> [--family head|cnn] [--arch cnn-s|cnn-w] [--samples N]
+                 [--steps K] [--eta E] [--guidance G] [--temperature T] [--seed S]
+                 [--backend auto|cpu|webgpu] [--precision fp32|fp16|int8]
   d2nwg evaluate --support <folder> --query <folder> --weights <dir> [--json]
 A folder holds one sub-folder of images (png, jpg, webp, bmp, gif) per class.`;
 

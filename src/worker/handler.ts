@@ -4,7 +4,7 @@
 import type * as tfTypes from '@tensorflow/tfjs';
 import { loadBackbone, extractFeatures, type Backbone } from '../engine/backbone';
 import { CnnGenerator, loadCnnGeneratorFiles } from '../engine/cnn-generator';
-import { fetchSource, type FileSource } from '../engine/files';
+import { fetchSource, readJson, type FileSource } from '../engine/files';
 import { checkGenerator } from '../engine/generator-check';
 import { HeadGenerator, loadHeadGeneratorFiles } from '../engine/head-generator';
 import { cnnToOnnx, headToOnnx } from '../engine/onnx-writer';
@@ -18,6 +18,7 @@ import {
 } from '../engine/runtime';
 import {
   GenerationCancelled,
+  type Precision,
   type GenerationProgress,
   type SamplingOptions,
 } from '../engine/sampling';
@@ -145,9 +146,17 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
       unreadable,
       featureBackend: describeBackend(tfBackend),
     };
+    // The precision asked for when the release ships it, else fp32 (said in the result).
+    const manifest = (await readJson(generatorSource, 'manifest.json')) as {
+      variants?: Record<string, unknown>;
+    };
+    const precision: Precision =
+      request.precision === 'fp32' || manifest.variants?.[request.precision] !== undefined
+        ? request.precision
+        : 'fp32';
     let result: GenerateResult;
     if (request.family === 'head') {
-      const files = await loadHeadGeneratorFiles(generatorSource);
+      const files = await loadHeadGeneratorFiles(generatorSource, precision);
       const { selected, probeSession } = await selectBackend(
         request.backend,
         context.host,
@@ -172,6 +181,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           backend: selected.backend,
           skipped: selected.skipped,
           releaseVersion: files.manifest.release_version,
+          precision,
           options,
           networks,
           onnx: networks.map((n) =>
@@ -183,7 +193,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
         await generator.release();
       }
     } else {
-      const files = await loadCnnGeneratorFiles(generatorSource);
+      const files = await loadCnnGeneratorFiles(generatorSource, precision);
       const arch = request.arch ?? 'cnn-w';
       const { selected, probeSession } = await selectBackend(
         request.backend,
@@ -205,6 +215,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           backend: selected.backend,
           skipped: selected.skipped,
           releaseVersion: files.manifest.release_version,
+          precision,
           options,
           networks: cnns.networks,
           onnx: cnns.networks.map((n) =>

@@ -4,7 +4,7 @@
 import type { Family, GeneratorCheckResult } from '../engine/generator-check';
 import type { Backend, BackendAttempt, BackendRequest } from '../engine/runtime';
 import type { NamedTensor } from '../engine/safetensors';
-import type { SamplingOptions } from '../engine/sampling';
+import type { Precision, SamplingOptions } from '../engine/sampling';
 import type { SliceResult } from '../engine/slice';
 import type { TfBackend } from '../engine/tf-backend';
 
@@ -44,6 +44,8 @@ export type WorkerRequest =
       /** Classes in output order, each with its images. */
       classes: { name: string; images: ImageFile[] }[];
       options: Partial<SamplingOptions>;
+      /** Graph precision asked for; fp32 is used when the release ships no such variant. */
+      precision: Precision;
     }
   /** Stops the request `target` at its next step; it then answers with an error saying so. */
   | { type: 'cancel'; requestId: number; target: number };
@@ -81,6 +83,8 @@ export interface GenerateResult {
   skipped: readonly BackendAttempt[];
   featureBackend: string;
   releaseVersion: string;
+  /** The precision of the graphs that ran. */
+  precision: Precision;
   options: SamplingOptions;
   /** Per sample: its tensors by PyTorch name, in layout order. */
   networks: Record<string, NamedTensor>[];
