@@ -36,11 +36,10 @@ from .config import as_dict, cache_dir
 from .ddim import NoiseSchedule, ddim_step, timesteps
 from .denoiser import Denoiser, DenoiserConfig
 from .hashing import sha256_file
-from .head_generator import SamplingSettings, load_checkpoint, save_checkpoint
-from .head_tokens import unit_rows
+from .head_generator import SamplingSettings, encode_condition, load_checkpoint, save_checkpoint
 from .rng import Mulberry32
 from .set_encoder import EncoderConfig, SetEncoder
-from .train_generator import cosine_lr, encode_support, pad_rows, support_batch
+from .train_generator import cosine_lr, encode_support, model_entries, pad_rows, split_by_task, support_batch
 from .weight_vae import mlp
 
 log = logging.getLogger("d2nwg.cnn_generator")
@@ -377,18 +376,9 @@ class CnnGenerator:
     def load(folder: Path) -> "CnnGenerator":
         return CnnGenerator(load_checkpoint(folder))
 
-    @torch.no_grad()
     def condition(self, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per class its support features [K_c, D] → class tokens [C, d], dataset token [d]."""
-        classes, images = len(support), max(len(s) for s in support)
-        features = np.zeros((1, classes, images, support[0].shape[1]), dtype=np.float32)
-        image_mask = np.zeros((1, classes, images), dtype=np.float32)
-        for c, s in enumerate(support):
-            features[0, c, : len(s)] = unit_rows(s)
-            image_mask[0, c, : len(s)] = 1.0
-        class_tokens, dataset_token = self.encoder(torch.from_numpy(features), torch.from_numpy(image_mask),
-                                                   torch.ones(1, classes))
-        return class_tokens[0], dataset_token[0]
+        return encode_condition(self.encoder, support)
 
     @torch.no_grad()
     def initial_noise(self, arch: str, samples: int, classes: int, seed: int) -> tuple[np.ndarray, Mulberry32]:
@@ -449,9 +439,7 @@ def make_checkpoint(config: CnnGeneratorConfig, vae: CnnVae, encoder: SetEncoder
     return {
         "family": "cnn",
         "config": as_dict(config),
-        "vae": {"config": as_dict(vae.config), "state": vae.state_dict()},
-        "encoder": {"config": as_dict(encoder.config), "state": encoder.state_dict()},
-        "denoiser": {"config": as_dict(denoiser.config), "state": denoiser.state_dict()},
+        **model_entries(vae, encoder, denoiser),
         "norm": norm.stats,
         "latent_scale": latent_scale,
         "schedule": dataclasses.asdict(schedule),
@@ -461,9 +449,7 @@ def make_checkpoint(config: CnnGeneratorConfig, vae: CnnVae, encoder: SetEncoder
 
 def split_models(corpus: CnnCorpus, config: CnnGeneratorConfig) -> tuple[np.ndarray, np.ndarray]:
     """(training models, validation models): the last `validation_tasks` tasks are held out."""
-    held = set(range(len(corpus.task_ids) - config.validation_tasks, len(corpus.task_ids)))
-    is_held = np.array([int(t) in held for t in corpus.model_task])
-    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    return split_by_task(corpus.model_task, len(corpus.task_ids), config.validation_tasks)
 
 
 def run(config: CnnGeneratorConfig, out_dir: Path) -> dict:

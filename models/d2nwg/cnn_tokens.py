@@ -24,8 +24,7 @@ import numpy as np
 
 from . import safetensors, zoo_store
 from .cnn_zoo import ARCHS, CnnArch, get_arch, load_dataset_28
-from .features import load_features
-from .head_tokens import unit_rows
+from .head_tokens import seen_class_features
 
 CHUNK = 256
 
@@ -189,18 +188,8 @@ def load_cnn_corpus(zoo_dir: Path, data_root: Path, max_models: int = 0, archs: 
         rows = [r for r in rows if r["arch"] in archs]
     if max_models:
         rows = rows[:max_models]
-    dataset_ids = sorted({d for row in rows for d in row["dataset_ids"]})
-    blocks, class_train, class_test, offset = [], {}, {}, 0
-    for dataset_id in dataset_ids:
-        data = load_features(dataset_id, data_root)
-        if data.partition != "seen":
-            raise ValueError(f"zoo CNN uses unseen dataset {dataset_id}")
-        blocks.append(unit_rows(data.features))
-        for index in range(len(data.classes)):
-            members = np.flatnonzero(data.labels == index)
-            class_train[f"{dataset_id}#{index}"] = offset + members[data.is_train[members]]
-            class_test[f"{dataset_id}#{index}"] = offset + members[~data.is_train[members]]
-        offset += len(data.labels)
+    features, class_train, class_test = seen_class_features(sorted({d for row in rows for d in row["dataset_ids"]}),
+                                                            data_root)
     task_index: dict[str, int] = {}
     task_dataset, task_class_indices, task_classes = [], [], []
     params: dict[str, list[dict[str, np.ndarray]]] = {}
@@ -229,7 +218,7 @@ def load_cnn_corpus(zoo_dir: Path, data_root: Path, max_models: int = 0, archs: 
         tokens.append(norm.to_tokens(arch, params[arch][cursor[arch]]))
         cursor[arch] += 1
     return CnnCorpus(
-        features=np.concatenate(blocks), class_train=class_train, class_test=class_test,
+        features=features, class_train=class_train, class_test=class_test,
         task_ids=list(task_index), task_dataset=task_dataset, task_class_indices=task_class_indices,
         task_classes=task_classes, model_task=np.array(model_task), model_arch=model_arch, model_rows=ordered,
         tokens=tokens, norm=norm,

@@ -59,6 +59,20 @@ def load_checkpoint(folder: Path) -> dict:
     return checkpoint
 
 
+@torch.no_grad()
+def encode_condition(encoder: SetEncoder, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One dataset through the encoder: per class its features [K_c, D] (any K_c ≥ 1, unit-normalised
+    here) → class tokens [C, d], dataset token [d]."""
+    classes, images = len(support), max(len(s) for s in support)
+    features = np.zeros((1, classes, images, support[0].shape[1]), dtype=np.float32)
+    image_mask = np.zeros((1, classes, images), dtype=np.float32)
+    for c, s in enumerate(support):
+        features[0, c, : len(s)] = unit_rows(s)
+        image_mask[0, c, : len(s)] = 1.0
+    class_tokens, dataset_token = encoder(torch.from_numpy(features), torch.from_numpy(image_mask), torch.ones(1, classes))
+    return class_tokens[0], dataset_token[0]
+
+
 class HeadGenerator:
     def __init__(self, checkpoint: dict):
         self.checkpoint = checkpoint
@@ -78,18 +92,9 @@ class HeadGenerator:
     def load(folder: Path) -> "HeadGenerator":
         return HeadGenerator(load_checkpoint(folder))
 
-    @torch.no_grad()
     def condition(self, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per class, its support features [K_c, D] (any K_c ≥ 1) → class tokens [C, d], dataset token [d]."""
-        classes, images = len(support), max(len(s) for s in support)
-        features = np.zeros((1, classes, images, support[0].shape[1]), dtype=np.float32)
-        image_mask = np.zeros((1, classes, images), dtype=np.float32)
-        for c, s in enumerate(support):
-            features[0, c, : len(s)] = unit_rows(s)
-            image_mask[0, c, : len(s)] = 1.0
-        class_tokens, dataset_token = self.encoder(
-            torch.from_numpy(features), torch.from_numpy(image_mask), torch.ones(1, classes))
-        return class_tokens[0], dataset_token[0]
+        return encode_condition(self.encoder, support)
 
     def initial_noise(self, samples: int, classes: int, seed: int) -> tuple[np.ndarray, Mulberry32]:
         rng = Mulberry32(seed)

@@ -95,22 +95,29 @@ class HeadCorpus:
         return self.features[np.concatenate(idx)], labels
 
 
-def load_head_corpus(zoo_dir: Path, data_root: Path, max_heads: int = 0) -> HeadCorpus:
-    rows = zoo_store.read_table(zoo_dir)
-    if max_heads:
-        rows = rows[:max_heads]
-    dataset_ids = sorted({d for row in rows for d in row["dataset_ids"]})
+def seen_class_features(dataset_ids: list[str], data_root: Path) -> tuple[np.ndarray, dict, dict]:
+    """Unit-norm features [N, D] of every image of the (seen) datasets, and per class key "dataset#index"
+    the indices of its train and its test images."""
     blocks, class_train, class_test, offset = [], {}, {}, 0
     for dataset_id in dataset_ids:
         data = load_features(dataset_id, data_root)
         if data.partition != "seen":
-            raise ValueError(f"zoo head uses unseen dataset {dataset_id}")
+            raise ValueError(f"a zoo model uses unseen dataset {dataset_id}")
         blocks.append(unit_rows(data.features))
         for index in range(len(data.classes)):
             members = np.flatnonzero(data.labels == index)
             class_train[f"{dataset_id}#{index}"] = offset + members[data.is_train[members]]
             class_test[f"{dataset_id}#{index}"] = offset + members[~data.is_train[members]]
         offset += len(data.labels)
+    return np.concatenate(blocks), class_train, class_test
+
+
+def load_head_corpus(zoo_dir: Path, data_root: Path, max_heads: int = 0) -> HeadCorpus:
+    rows = zoo_store.read_table(zoo_dir)
+    if max_heads:
+        rows = rows[:max_heads]
+    features, class_train, class_test = seen_class_features(sorted({d for row in rows for d in row["dataset_ids"]}),
+                                                            data_root)
     task_index: dict[str, int] = {}
     task_classes: list[list[str]] = []
     head_task, weights, biases = [], [], []
@@ -130,7 +137,7 @@ def load_head_corpus(zoo_dir: Path, data_root: Path, max_heads: int = 0) -> Head
             ordered.append(row)
     norm = TokenNorm.fit(np.concatenate([w.ravel() for w in weights]), np.concatenate(biases))
     return HeadCorpus(
-        features=np.concatenate(blocks),
+        features=features,
         class_train=class_train,
         class_test=class_test,
         task_ids=list(task_index),

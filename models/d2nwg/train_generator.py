@@ -331,6 +331,18 @@ def train_denoiser(
 # ---- Run ----------------------------------------------------------------------------------------------
 
 
+def model_entries(vae: torch.nn.Module, encoder: SetEncoder, denoiser: Denoiser) -> dict:
+    """Each model's config and weights, as a checkpoint holds them."""
+    return {name: {"config": as_dict(model.config), "state": model.state_dict()}  # type: ignore[arg-type]
+            for name, model in (("vae", vae), ("encoder", encoder), ("denoiser", denoiser))}
+
+
+def split_by_task(model_task: np.ndarray, tasks: int, validation_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training models, validation models): models of the last `validation_tasks` tasks are held out."""
+    is_held = np.asarray(model_task) >= tasks - validation_tasks
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
+
 def make_checkpoint(config: GeneratorConfig, vae: WeightVae, encoder: SetEncoder, denoiser: Denoiser, norm: TokenNorm,
                     latent_scale: float, schedule: NoiseSchedule, validation_tasks: list[str]) -> dict:
     """Everything needed to rebuild and run the generator: each model's config and weights, and the
@@ -338,9 +350,7 @@ def make_checkpoint(config: GeneratorConfig, vae: WeightVae, encoder: SetEncoder
     return {
         "family": "head",
         "config": as_dict(config),
-        "vae": {"config": as_dict(vae.config), "state": vae.state_dict()},
-        "encoder": {"config": as_dict(encoder.config), "state": encoder.state_dict()},
-        "denoiser": {"config": as_dict(denoiser.config), "state": denoiser.state_dict()},
+        **model_entries(vae, encoder, denoiser),
         "token_norm": dataclasses.asdict(norm),
         "latent_scale": latent_scale,
         "schedule": dataclasses.asdict(schedule),
@@ -350,9 +360,7 @@ def make_checkpoint(config: GeneratorConfig, vae: WeightVae, encoder: SetEncoder
 
 def split_heads(corpus: HeadCorpus, config: GeneratorConfig) -> tuple[np.ndarray, np.ndarray]:
     """(training heads, validation heads): the last `validation_tasks` zoo tasks are held out of training."""
-    held = set(range(len(corpus.task_ids) - config.validation_tasks, len(corpus.task_ids)))
-    is_held = np.array([int(t) in held for t in corpus.head_task])
-    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    return split_by_task(corpus.head_task, len(corpus.task_ids), config.validation_tasks)
 
 
 def run(config: GeneratorConfig, out_dir: Path) -> dict:

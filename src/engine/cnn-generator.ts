@@ -6,14 +6,14 @@
 // models/d2nwg/cnn_generator.py, so the same seed gives the same weights.
 
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import { readJson, readVerified, type FileSource } from './files';
+import type { FileSource } from './files';
 import { unitNormalise } from './heads';
 import type { OrtPackage, SelectedBackend } from './runtime';
 import type { NamedTensor } from './safetensors';
 import {
   checkSamples,
   graphOutput,
-  graphEntry,
+  loadGeneratorFiles,
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
@@ -24,7 +24,7 @@ import {
   type Precision,
   type SamplingOptions,
 } from './sampling';
-import { array, integer, literal, number, object, parse, record, string } from './schema';
+import { array, integer, literal, number, object, record, string } from './schema';
 
 const archSchema = object({
   parameters: integer,
@@ -89,25 +89,11 @@ export interface CnnGeneratorFiles {
   decoder: Uint8Array;
 }
 
-export async function loadCnnGeneratorFiles(
+export function loadCnnGeneratorFiles(
   source: FileSource,
   precision: Precision = 'fp32',
 ): Promise<CnnGeneratorFiles> {
-  const manifest = parse(
-    cnnManifestSchema,
-    await readJson(source, 'manifest.json'),
-    'manifest.json',
-  );
-  const [encoder, denoiser, decoder] = await Promise.all(
-    (['encoder', 'denoiser', 'decoder'] as const).map((name) =>
-      readVerified(
-        source,
-        graphEntry(manifest, name, precision).file,
-        graphEntry(manifest, name, precision),
-      ),
-    ),
-  );
-  return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
+  return loadGeneratorFiles(source, cnnManifestSchema, precision);
 }
 
 /** One generated CNN: its tensors by PyTorch name, in layout order. */

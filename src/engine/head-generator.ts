@@ -5,14 +5,14 @@
 // models/d2nwg/head_generator.py, so the same seed gives the same heads.
 
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import { readJson, readVerified, type FileSource } from './files';
+import type { FileSource } from './files';
 import { unitNormalise } from './heads';
-import { array, integer, literal, number, object, parse, record, string } from './schema';
+import { array, integer, literal, number, object, record, string } from './schema';
 import type { OrtPackage, SelectedBackend } from './runtime';
 import {
   checkSamples,
   graphOutput as output,
-  graphEntry,
+  loadGeneratorFiles,
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
@@ -80,25 +80,11 @@ export interface HeadGeneratorFiles {
   decoder: Uint8Array;
 }
 
-export async function loadHeadGeneratorFiles(
+export function loadHeadGeneratorFiles(
   source: FileSource,
   precision: Precision = 'fp32',
 ): Promise<HeadGeneratorFiles> {
-  const manifest = parse(
-    headManifestSchema,
-    await readJson(source, 'manifest.json'),
-    'manifest.json',
-  );
-  const [encoder, denoiser, decoder] = await Promise.all(
-    (['encoder', 'denoiser', 'decoder'] as const).map((name) =>
-      readVerified(
-        source,
-        graphEntry(manifest, name, precision).file,
-        graphEntry(manifest, name, precision),
-      ),
-    ),
-  );
-  return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
+  return loadGeneratorFiles(source, headManifestSchema, precision);
 }
 
 /**

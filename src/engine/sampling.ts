@@ -4,7 +4,18 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { BETA_SCHEDULES, DdimScheduler, type NoiseScheduleConfig } from './ddim';
 import { Mulberry32 } from './rng';
-import { array, integer, literal, number, object, record, string } from './schema';
+import { readJson, readVerified, type FileSource } from './files';
+import {
+  array,
+  integer,
+  literal,
+  number,
+  object,
+  parse,
+  record,
+  string,
+  type Schema,
+} from './schema';
 
 export const graphSchema = object({
   file: string,
@@ -38,6 +49,28 @@ export function graphEntry(
     throw new Error(`this release has no ${precision} ${graph} graph; it ships ${shipped}`);
   }
   return entry;
+}
+
+type GraphFile = { file: string; sha256: string; bytes: number };
+type GeneratorManifest = {
+  graphs: Record<'encoder' | 'denoiser' | 'decoder', GraphFile>;
+  variants: Record<string, Record<string, GraphFile>>;
+};
+
+/** A family's manifest (parsed with its schema) and its three graphs at `precision`, hashes checked. */
+export async function loadGeneratorFiles<M extends GeneratorManifest>(
+  source: FileSource,
+  schema: Schema<M>,
+  precision: Precision,
+): Promise<{ manifest: M; encoder: Uint8Array; denoiser: Uint8Array; decoder: Uint8Array }> {
+  const manifest = parse(schema, await readJson(source, 'manifest.json'), 'manifest.json');
+  const [encoder, denoiser, decoder] = await Promise.all(
+    (['encoder', 'denoiser', 'decoder'] as const).map((name) => {
+      const entry = graphEntry(manifest, name, precision);
+      return readVerified(source, entry.file, entry);
+    }),
+  );
+  return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
 }
 
 export const scheduleSchema = object({

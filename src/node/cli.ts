@@ -13,7 +13,6 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import * as ort from 'onnxruntime-node';
 import { extractFeatures, loadBackbone } from '../engine/backbone';
 import {
   CnnGenerator,
@@ -50,6 +49,7 @@ import type { RgbaImage } from '../engine/preprocess';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../engine/safetensors';
 import { readClassFolder, FolderError, type ClassFolder } from './class-folder';
 import { decodeImage } from './images';
+import { cnnLogits } from './onnx-cnn';
 import { nodeTf } from './tf-node';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
@@ -423,22 +423,6 @@ function weightsReport(dir: string): { family: 'head' | 'cnn'; arch?: string } {
     // no report: heads from an earlier version
   }
   return { family: 'head' };
-}
-
-async function cnnLogits(
-  model: Uint8Array,
-  images: Float32Array,
-  count: number,
-): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(model);
-  try {
-    const out = await session.run({
-      images: new ort.Tensor('float32', images, [count, 1, 28, 28]),
-    });
-    return out.logits!.data as Float32Array;
-  } finally {
-    await session.release();
-  }
 }
 
 function argmaxAccuracy(logits: Float32Array, labels: Int32Array, classes: number): number {
