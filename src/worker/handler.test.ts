@@ -130,4 +130,71 @@ describe('worker request handling', () => {
     });
     expect(events.at(-1)).toEqual({ type: 'error', requestId: 6, message: 'no images were given' });
   });
+
+  it('generates heads for classes of images, says what it skipped, and stops on cancel', async () => {
+    const { events, handle } = nodeHandler();
+    const images = fixtureImages();
+    const notImage = {
+      name: 'notes.txt',
+      bytes: new TextEncoder().encode('text').buffer as ArrayBuffer,
+    };
+    const request = (requestId: number, steps: number): WorkerRequest => ({
+      type: 'generate',
+      requestId,
+      backend: 'cpu',
+      family: 'head',
+      generatorUrl: 'head',
+      backboneUrl: 'backbone',
+      classes: [
+        { name: 'a', images: [images[0]!, images[1]!, notImage] },
+        { name: 'b', images: [images[2]!, images[3]!] },
+      ],
+      options: { samples: 2, steps, seed: 1 },
+      precision: 'int8',
+    });
+    await handle(request(3, 4));
+    const result = events.at(-1);
+    if (result?.type !== 'generate-result') throw new Error(JSON.stringify(result));
+    expect(result.result.classes).toEqual(['a', 'b']);
+    expect(result.result.imagesPerClass).toEqual([2, 2]);
+    expect(result.result.unreadable).toHaveLength(1);
+    expect(result.result.unreadable[0]).toMatch(/^notes\.txt: not a readable image/);
+    expect(result.result.precision).toBe('int8');
+    expect(result.result.networks).toHaveLength(2);
+    expect(result.result.networks[0]!.weight!.shape).toEqual([2, 1792]);
+    expect(result.result.onnx[1]!.length).toBeGreaterThan(2 * 1792 * 4);
+    expect(stages(events)).toContain('denoising');
+
+    events.length = 0;
+    const running = handle(request(4, 500));
+    while (!events.some((e) => e.type === 'progress' && e.stage === 'denoising'))
+      await new Promise((r) => setTimeout(r, 5));
+    await handle({ type: 'cancel', requestId: 5, target: 4 });
+    await running;
+    expect(events.at(-1)).toEqual({
+      type: 'error',
+      requestId: 4,
+      message: 'generation was cancelled',
+    });
+  }, 60_000);
+
+  it('refuses one class with a message', async () => {
+    const { events, handle } = nodeHandler();
+    await handle({
+      type: 'generate',
+      requestId: 9,
+      backend: 'cpu',
+      family: 'head',
+      generatorUrl: 'head',
+      backboneUrl: 'backbone',
+      classes: [{ name: 'only', images: fixtureImages() }],
+      options: {},
+      precision: 'fp32',
+    });
+    expect(events.at(-1)).toEqual({
+      type: 'error',
+      requestId: 9,
+      message: 'a classifier needs at least 2 classes (one folder of images per class); got 1',
+    });
+  });
 });
