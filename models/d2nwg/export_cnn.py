@@ -16,6 +16,9 @@ token; class rows: their class token) → x_T = Mulberry32(seed) normals as
 [S, T, L] → DDIM → latents / latent_scale → decoder → per-tensor
 de-normalisation and reshaping by the manifest's layout → named tensors.
 
+`zoo-reference.safetensors` holds, per seen zoo task, its mean feature and one
+final checkpoint per arch: the "pretrained" baseline of `d2nwg evaluate`.
+
 `cnn_graph()` writes the ONNX of one complete generated CNN (input
 `images [N, 1, 28, 28]`, output `logits [N, classes]`), what a user takes
 elsewhere; the release ships one for the trace's first sample.
@@ -37,6 +40,7 @@ from torch import nn
 
 from .cnn_generator import CnnGenerator, denoiser_positions, token_conditions
 from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS
+from . import safetensors
 from .cnn_zoo import IMAGE_SIDE, CnnModule, get_arch
 from .ddim import ddim_step, timesteps
 from .export_generator import OPSET, RELEASE_VERSION, EncoderGraph, export_graph, fixture_support, pack
@@ -72,6 +76,32 @@ def cnn_graph(arch: str, params: dict[str, np.ndarray], path: Path) -> dict:
     torch.onnx.export(model, (torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE),), str(path), input_names=["images"],
                       output_names=["logits"], opset_version=OPSET, dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def zoo_reference(generator: CnnGenerator, path: Path) -> dict:
+    """The "pretrained" baseline's checkpoints: per seen zoo task, the unit mean of its classes' train
+    features (to find the task nearest a new dataset) and, per arch, its final seed-0 checkpoint."""
+    from .cnn_tokens import load_cnn_corpus
+    from .config import cache_dir
+    from .head_tokens import unit_rows
+
+    config = generator.checkpoint["config"]
+    corpus = load_cnn_corpus(cache_dir() / config["zoo_name"] / "cnns", cache_dir() / config["data_name"],
+                             config["max_models"], tuple(config["archs"]))
+    last = max(int(r["epoch"]) for r in corpus.model_rows)
+    tensors: dict[str, np.ndarray] = {
+        "task_mean": np.stack([unit_rows(np.concatenate([corpus.features[corpus.class_train[k]] for k in classes]).mean(0))
+                               for classes in corpus.task_classes]).astype(np.float32)}
+    for arch in config["archs"]:
+        chosen = {}
+        for m, row in enumerate(corpus.model_rows):
+            if row["arch"] == arch and int(row["epoch"]) == last and int(corpus.model_task[m]) not in chosen:
+                chosen[int(corpus.model_task[m])] = m  # the lowest seed of the task
+        nets = [corpus.norm.to_params(arch, corpus.tokens[chosen[t]]) for t in range(len(corpus.task_ids))]
+        for name, _ in get_arch(arch).layout():
+            tensors[f"{arch}/{name}"] = np.stack([n[name] for n in nets]).astype(np.float32)
+    safetensors.save(path, tensors, {"tasks": json.dumps(corpus.task_ids)})
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "tasks": len(corpus.task_ids)}
 
 
 def tensor_json(x) -> dict:
@@ -144,6 +174,7 @@ def export(generator_dir: Path) -> dict:
     (generator_dir / "trace.json").write_text(json.dumps(trace) + "\n")
     example = cnn_graph("cnn-s", nets[0], generator_dir / "trace-sample-0.onnx")
     training = json.loads((generator_dir / "training.json").read_text())
+    reference = zoo_reference(generator, generator_dir / "zoo-reference.safetensors")
     archs = {}
     for arch, layout in LAYOUTS.items():
         if arch not in generator.norm.stats:
@@ -183,6 +214,7 @@ def export(generator_dir: Path) -> dict:
             "archs": archs,
         },
         "max_classes": 20,
+        "zoo_reference": reference,
         "trace": {"file": "trace.json", "sha256": sha256_file(generator_dir / "trace.json"), "max_abs_error": TRACE_TOLERANCE,
                   "sample_graph": example},
         "checkpoint": {name: sha256_file(generator_dir / name) for name in [f"{part}.pt" for part in MODEL_PARTS] + ["generator.json"]},

@@ -68,6 +68,7 @@ export const cnnManifestSchema = object({
     archs: record(archSchema),
   }),
   max_classes: integer,
+  zoo_reference: object({ file: string, sha256: string, bytes: integer, tasks: integer }),
   trace: object({
     file: string,
     sha256: string,

@@ -146,7 +146,12 @@ function weight(weights: CnnWeights, name: string): Message {
  * the operators of cnn_zoo.py (conv → max-pool → tanh, flatten, dense with
  * tanh between). Initializers keep the PyTorch tensor names.
  */
-export function cnnToOnnx(layout: CnnArchLayout, weights: CnnWeights, docString = ''): Uint8Array {
+export function cnnToOnnx(
+  layout: CnnArchLayout,
+  weights: CnnWeights,
+  docString = '',
+  { penultimate = false }: { penultimate?: boolean } = {},
+): Uint8Array {
   const nodes: Message[] = [];
   const initializers: Message[] = [];
   let current = 'images';
@@ -184,9 +189,11 @@ export function cnnToOnnx(layout: CnnArchLayout, weights: CnnWeights, docString 
   }
   nodes.push(node('Flatten', [current], ['flat'], [['axis', 1]]));
   current = 'flat';
-  layout.dense.forEach((d, i) => {
+  // penultimate: stop before the last layer and return its input, `features [N, head_in_features]`.
+  const dense = penultimate ? layout.dense.slice(0, -1) : layout.dense;
+  dense.forEach((d, i) => {
     initializers.push(weight(weights, `${d.name}.weight`), weight(weights, `${d.name}.bias`));
-    const last = i === layout.dense.length - 1;
+    const last = !penultimate && i === layout.dense.length - 1;
     const out = last ? 'logits' : `${d.name}_linear`;
     nodes.push(
       node('Gemm', [current, `${d.name}.weight`, `${d.name}.bias`], [out], [['transB', 1]]),
@@ -197,14 +204,19 @@ export function cnnToOnnx(layout: CnnArchLayout, weights: CnnWeights, docString 
       current = `${d.name}_out`;
     }
   });
+  if (penultimate) nodes.push(node('Identity', [current], ['features']));
   const classes = weights[`${layout.head_layer}.bias`]!.shape[0]!;
   return model(
     {
-      name: 'generated_cnn',
+      name: penultimate ? 'generated_cnn_features' : 'generated_cnn',
       nodes,
       initializers,
       inputs: [valueInfo('images', ['batch', 1, 28, 28])],
-      outputs: [valueInfo('logits', ['batch', classes])],
+      outputs: [
+        penultimate
+          ? valueInfo('features', ['batch', layout.head_in_features])
+          : valueInfo('logits', ['batch', classes]),
+      ],
     },
     docString,
   );

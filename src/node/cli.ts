@@ -35,6 +35,7 @@ import {
   unitNormalise,
   type LabelledFeatures,
 } from '../engine/heads';
+import { readVerified } from '../engine/files';
 import { directorySource, nodeHost } from '../engine/node-host';
 import { Mulberry32 } from '../engine/rng';
 import {
@@ -475,7 +476,7 @@ async function evaluate(args: string[]): Promise<void> {
   if (sampleFiles.length === 0)
     throw new UsageError(`${weightsDir} has no sample-<k>.safetensors; run generate first`);
   const { family, arch } = weightsReport(weightsDir);
-  const support = await folderFeatures(resolve(values.support));
+  const support = await folderFeatures(resolve(values.support), { keepImages: family === 'cnn' });
   const query = await folderFeatures(resolve(values.query), { keepImages: family === 'cnn' });
   const classes = support.folder.classes;
   if (JSON.stringify(query.folder.classes) !== JSON.stringify(classes))
@@ -496,6 +497,12 @@ async function evaluate(args: string[]): Promise<void> {
   let generated: number[];
   let random: number[];
   let darkBackground: boolean | undefined;
+  // cnn family: each network's body with a nearest-class-mean last layer on its own penultimate features.
+  const prototypes = {
+    generated: [] as number[],
+    random: [] as number[],
+    pretrained: { task: '', accuracy: NaN },
+  };
   if (family === 'head') {
     generated = weights.map(({ tensors }) =>
       accuracy(
@@ -516,33 +523,92 @@ async function evaluate(args: string[]): Promise<void> {
       ),
     );
   } else {
-    const manifest = (await loadCnnGeneratorFiles(directorySource(join(releaseDir, 'cnn'))))
-      .manifest;
+    const cnnSource = directorySource(join(releaseDir, 'cnn'));
+    const manifest = (await loadCnnGeneratorFiles(cnnSource)).manifest;
     const layout = manifest.layout.archs[arch!];
     if (layout === undefined)
       throw new UsageError(`this release has no CNN architecture "${arch}"`);
     // One polarity for all the images, decided by majority as the factory does per dataset.
-    const images = query.decoded!.flat();
-    const count = images.length;
-    const total = count + support.perClass.reduce((n, m) => n + m.length / support.dim, 0);
-    darkBackground = (support.darkImages + query.darkImages) * 2 > total;
-    const pixels = new Float32Array(count * 28 * 28);
-    images.forEach((image, i) => pixels.set(toGray28(image, darkBackground), i * 28 * 28));
+    const queryImages = query.decoded!.flat();
+    const supportImages = support.decoded!.flat();
+    darkBackground =
+      (support.darkImages + query.darkImages) * 2 > queryImages.length + supportImages.length;
+    const gray = (images: RgbaImage[]) => {
+      const pixels = new Float32Array(images.length * 28 * 28);
+      images.forEach((image, i) => pixels.set(toGray28(image, darkBackground), i * 28 * 28));
+      return pixels;
+    };
+    const queryPixels = gray(queryImages);
+    const supportPixels = gray(supportImages);
+    const supportLabels = Int32Array.from(
+      support.decoded!.flatMap((images, c) => images.map(() => c)),
+    );
+    /** The network's body with its last layer replaced by class-mean prototypes of its penultimate features. */
+    const prototypeAccuracy = async (net: CnnWeights): Promise<number> => {
+      const graph = cnnToOnnx(layout, net, '', { penultimate: true });
+      const dim = layout.head_in_features;
+      const features = async (pixels: Float32Array, n: number) =>
+        unitNormalise(await cnnLogits(graph, pixels, n, 'features'), dim);
+      const s: LabelledFeatures = {
+        dim,
+        features: await features(supportPixels, supportImages.length),
+        labels: supportLabels,
+      };
+      const qf: LabelledFeatures = {
+        dim,
+        features: await features(queryPixels, queryImages.length),
+        labels: q.labels,
+      };
+      return accuracy(nearestClassMeanHead(s, classes.length), qf);
+    };
+    const zeroShot = async (graph: Uint8Array) =>
+      argmaxAccuracy(
+        await cnnLogits(graph, queryPixels, queryImages.length),
+        q.labels,
+        classes.length,
+      );
     generated = [];
-    for (const { file } of weights) {
-      const onnx = new Uint8Array(
-        readFileSync(join(weightsDir, file.replace(/\.safetensors$/, '.onnx'))),
-      );
-      generated.push(
-        argmaxAccuracy(await cnnLogits(onnx, pixels, count), q.labels, classes.length),
-      );
+    for (const { file, tensors } of weights) {
+      const onnx = readFileSync(join(weightsDir, file.replace(/\.safetensors$/, '.onnx')));
+      generated.push(await zeroShot(new Uint8Array(onnx)));
+      prototypes.generated.push(await prototypeAccuracy(tensors as CnnWeights));
     }
     const rng = new Mulberry32(0);
     random = [];
     for (let r = 0; r < 10; r++) {
-      const onnx = cnnToOnnx(layout, randomCnn(layout, classes.length, rng));
-      random.push(argmaxAccuracy(await cnnLogits(onnx, pixels, count), q.labels, classes.length));
+      const net = randomCnn(layout, classes.length, rng);
+      random.push(await zeroShot(cnnToOnnx(layout, net)));
+      prototypes.random.push(await prototypeAccuracy(net));
     }
+    // "Pretrained": the zoo checkpoint of the seen task whose mean feature is nearest the support's.
+    const entry = manifest.zoo_reference;
+    const reference = decodeSafetensors(await readVerified(cnnSource, entry.file, entry));
+    const taskIds = JSON.parse(reference.metadata.tasks ?? '[]') as string[];
+    const sl = labelled(support);
+    const dim = support.dim;
+    const supportMean = new Float32Array(dim);
+    for (let i = 0; i < sl.labels.length; i++)
+      for (let j = 0; j < dim; j++) supportMean[j]! += sl.features[i * dim + j]!;
+    const means = reference.tensors.task_mean!.data;
+    const scores = taskIds.map((_, t) => {
+      let score = 0;
+      for (let j = 0; j < dim; j++) score += means[t * dim + j]! * supportMean[j]!;
+      return score;
+    });
+    const nearest = scores.indexOf(Math.max(...scores));
+    const pretrained: CnnWeights = {};
+    for (const t of layout.tensors) {
+      const all = reference.tensors[`${arch}/${t.name}`]!;
+      const size = all.data.length / all.shape[0]!;
+      pretrained[t.name] = {
+        shape: all.shape.slice(1),
+        data: all.data.slice(nearest * size, (nearest + 1) * size),
+      };
+    }
+    prototypes.pretrained = {
+      task: taskIds[nearest] ?? '',
+      accuracy: await prototypeAccuracy(pretrained),
+    };
   }
   const s = labelled(support);
   progress('training the logistic-regression baseline on the support images');
@@ -564,6 +630,15 @@ async function evaluate(args: string[]): Promise<void> {
     nearest_class_mean: ncm,
     logistic_regression: { accuracy: logistic, c },
     random_init: { networks: random.length, mean: mean(random), std: std(random) },
+    ...(family === 'cnn'
+      ? {
+          with_prototype_last_layer: {
+            generated: { mean: mean(prototypes.generated), std: std(prototypes.generated) },
+            random_init: { mean: mean(prototypes.random), std: std(prototypes.random) },
+            pretrained: prototypes.pretrained,
+          },
+        }
+      : {}),
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -578,6 +653,14 @@ async function evaluate(args: string[]): Promise<void> {
       `nearest class mean (backbone features):          ${f(ncm)}`,
       `logistic regression (backbone features, C=${c}):  ${f(logistic)}`,
       `random init (10 ${what}):      ${f(result.random_init.mean)} ± ${f(result.random_init.std)}`,
+      ...(family === 'cnn'
+        ? [
+            "with the last layer replaced by class-mean prototypes of each network's penultimate features:",
+            `  generated bodies: ${f(mean(prototypes.generated))} ± ${f(std(prototypes.generated))}`,
+            `  pretrained (zoo checkpoint of the nearest seen task, ${prototypes.pretrained.task}): ${f(prototypes.pretrained.accuracy)}`,
+            `  random bodies:    ${f(mean(prototypes.random))} ± ${f(std(prototypes.random))}`,
+          ]
+        : []),
       '',
     ].join('\n'),
   );
