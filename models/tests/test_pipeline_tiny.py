@@ -173,3 +173,16 @@ def test_cnn_generator_checkpoint_generates_deterministically_for_any_class_coun
     assert a[0]["fc2.weight"].shape == (len(data.classes), 20)
     for name in a[0]:
         np.testing.assert_array_equal(a[1][name], b[1][name])
+
+
+def test_a_built_dataset_becomes_support_and_query_class_folders(cache, tmp_path):
+    dataset_id = sorted(ids_on_side(cache, "unseen"))[0]
+    stage(cache, "class-folder", "--dataset", dataset_id, "--shots", "2", "--query", "1",
+          "--data", str(cache / "data-tiny"), "--out", str(tmp_path))
+    data = load_features(dataset_id, cache / "data-tiny")
+    support = sorted(p.name for p in (tmp_path / "support").iterdir())
+    assert len(support) == len(data.classes)
+    assert support[0].startswith("00-")
+    for folder in (tmp_path / "support").iterdir():
+        assert 1 <= len(list(folder.glob("*.png"))) <= 2
+    assert sum(len(list(f.glob("*.png"))) for f in (tmp_path / "query").iterdir()) <= len(data.classes)
