@@ -68,6 +68,7 @@ describe('d2nwg command-line tool', () => {
     expect(tensors.bias!.shape).toEqual([2]);
     expect(JSON.parse(metadata.classes!)).toEqual(['shapes', 'squares']);
     expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('| 1 | squares |');
+    expect(readFileSync(join(out, 'sample-1.onnx')).length).toBeGreaterThan(2 * 1792 * 4);
 
     const code2 = await main([
       'evaluate',
@@ -84,14 +85,96 @@ describe('d2nwg command-line tool', () => {
       generated: { samples: number; accuracies: number[]; mean: number };
       nearest_class_mean: number;
       logistic_regression: { accuracy: number };
-      random_init: { heads: number };
+      random_init: { networks: number };
     };
     expect(result.generated.samples).toBe(2);
     for (const a of result.generated.accuracies) expect(a).toBeGreaterThanOrEqual(0);
     // Support and query are the same images here: both baselines must fit them.
     expect(result.nearest_class_mean).toBe(1);
     expect(result.logistic_regression.accuracy).toBe(1);
-    expect(result.random_init.heads).toBe(10);
+    expect(result.random_init.networks).toBe(10);
+  }, 120_000);
+
+  it('generates whole CNNs for a class folder and evaluates them through their ONNX files', async () => {
+    const data = classFolder();
+    const out = join(mkdtempSync(join(tmpdir(), 'd2nwg-out-')), 'cnns');
+    const io = captured();
+    const code = await main([
+      'generate',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--family',
+      'cnn',
+      '--arch',
+      'cnn-s',
+      '--samples',
+      '2',
+      '--steps',
+      '4',
+      '--backend',
+      'cpu',
+    ]);
+    expect(code, io.err.join('')).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(report).toMatchObject({ family: 'cnn', arch: 'cnn-s', classes: ['shapes', 'squares'] });
+    expect(typeof report.dark_background).toBe('boolean');
+    const { tensors, metadata } = decodeSafetensors(
+      new Uint8Array(readFileSync(join(out, 'sample-0.safetensors'))),
+    );
+    expect(Object.keys(tensors)).toEqual([
+      'conv1.weight',
+      'conv1.bias',
+      'conv2.weight',
+      'conv2.bias',
+      'conv3.weight',
+      'conv3.bias',
+      'fc1.weight',
+      'fc1.bias',
+      'fc2.weight',
+      'fc2.bias',
+    ]);
+    expect(tensors['conv1.weight']!.shape).toEqual([8, 1, 5, 5]);
+    expect(tensors['fc2.weight']!.shape).toEqual([2, 20]); // one row per class of the folder
+    expect(metadata).toMatchObject({ family: 'cnn', arch: 'cnn-s' });
+    expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('CNN cnn-s');
+
+    const code2 = await main([
+      'evaluate',
+      '--support',
+      data,
+      '--query',
+      data,
+      '--weights',
+      out,
+      '--json',
+    ]);
+    expect(code2, io.err.join('')).toBe(0);
+    const result = JSON.parse(io.out.join('')) as {
+      family: string;
+      generated: { samples: number; accuracies: number[] };
+      random_init: { networks: number; mean: number };
+      with_prototype_last_layer: {
+        generated: { mean: number };
+        random_init: { mean: number };
+        pretrained: { task: string; accuracy: number };
+      };
+    };
+    expect(result.family).toBe('cnn');
+    expect(result.generated.samples).toBe(2);
+    for (const a of result.generated.accuracies) expect(a * 5).toSatisfy(Number.isInteger); // 5 query images
+    expect(result.random_init.networks).toBe(10);
+    const prototypes = result.with_prototype_last_layer;
+    expect(prototypes.pretrained.task).toMatch(/^[a-z0-9-]+\/[^:]+:(\d+,){9}\d+$/); // a seen zoo task
+    expect(prototypes.pretrained.accuracy * 5).toSatisfy(Number.isInteger);
+    for (const m of [prototypes.generated.mean, prototypes.random_init.mean]) {
+      expect(m).toBeGreaterThanOrEqual(0);
+      expect(m).toBeLessThanOrEqual(1);
+    }
   }, 120_000);
 
   it('answers mistakes with one line and exit code 1', async () => {
@@ -100,16 +183,30 @@ describe('d2nwg command-line tool', () => {
     const missing = join(scratch, 'no-such-folder');
     const out = join(scratch, 'out');
     expect(await main(['generate', '--data', missing, '--out', out])).toBe(1);
-    expect(await main(['generate', '--data', classFolder(), '--out', out, '--family', 'cnn'])).toBe(
+    expect(await main(['generate', '--data', classFolder(), '--out', out, '--family', 'mlp'])).toBe(
       1,
     );
+    expect(
+      await main([
+        'generate',
+        '--data',
+        classFolder(),
+        '--out',
+        out,
+        '--family',
+        'cnn',
+        '--arch',
+        'cnn-x',
+      ]),
+    ).toBe(1);
     expect(
       await main(['generate', '--data', classFolder(), '--out', out, '--samples', 'many']),
     ).toBe(1);
     expect(await main(['evaluate', '--support', classFolder()])).toBe(1);
     expect(io.err).toEqual([
       `d2nwg: cannot read folder ${missing}: ENOENT: no such file or directory, stat '${missing}'\n`,
-      'd2nwg: the cnn family is not in this release yet; use --family head\n',
+      'd2nwg: unknown --family "mlp"; choose head or cnn\n',
+      'd2nwg: unknown --arch "cnn-x"; choose one of cnn-s, cnn-w\n',
       'd2nwg: --samples must be a number, got "many"\n',
       'd2nwg: evaluate needs --support <folder>, --query <folder> and --weights <dir>\n',
     ]);
