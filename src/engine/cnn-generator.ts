@@ -5,15 +5,15 @@
 // per-tensor de-normalisation by the manifest's layout. The same arithmetic as
 // models/d2nwg/cnn_generator.py, so the same seed gives the same weights.
 
-import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { FileSource } from './files';
 import { unitNormalise } from './heads';
-import type { OrtPackage, SelectedBackend } from './runtime';
+import type { SelectedBackend } from './runtime';
 import type { NamedTensor } from './safetensors';
 import {
   checkSamples,
   graphOutput,
   loadGeneratorFiles,
+  GeneratorSessions,
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
@@ -156,27 +156,9 @@ export function tokensToWeights(
   return out;
 }
 
-export class CnnGenerator {
-  private constructor(
-    readonly manifest: CnnManifest,
-    readonly backend: SelectedBackend,
-    private readonly ort: OrtPackage,
-    private readonly encoder: InferenceSession,
-    private readonly denoiser: InferenceSession,
-    private readonly decoder: InferenceSession,
-  ) {}
-
+export class CnnGenerator extends GeneratorSessions<CnnManifest> {
   static async create(files: CnnGeneratorFiles, backend: SelectedBackend): Promise<CnnGenerator> {
-    const [encoder, denoiser, decoder] = await Promise.all([
-      backend.createSession(files.encoder),
-      backend.createSession(files.denoiser),
-      backend.createSession(files.decoder),
-    ]);
-    return new CnnGenerator(files.manifest, backend, backend.host.ort, encoder, denoiser, decoder);
-  }
-
-  async release(): Promise<void> {
-    await Promise.all([this.encoder.release(), this.denoiser.release(), this.decoder.release()]);
+    return new CnnGenerator(...(await GeneratorSessions.open(files, backend)));
   }
 
   get archs(): string[] {
@@ -188,14 +170,6 @@ export class CnnGenerator {
     if (layout === undefined)
       throw new Error(`unknown CNN architecture "${arch}"; choose one of ${this.archs.join(', ')}`);
     return layout;
-  }
-
-  private float(data: Float32Array, dims: number[]): Tensor {
-    return new this.ort.Tensor('float32', data, dims);
-  }
-
-  private int64(ids: number[], dims: number[]): Tensor {
-    return new this.ort.Tensor('int64', BigInt64Array.from(ids.map((i) => BigInt(i))), dims);
   }
 
   /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F]). */

@@ -4,15 +4,15 @@
 // decoder → de-normalised weights. The same arithmetic as
 // models/d2nwg/head_generator.py, so the same seed gives the same heads.
 
-import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { FileSource } from './files';
 import { unitNormalise } from './heads';
 import { array, integer, literal, number, object, record, string } from './schema';
-import type { OrtPackage, SelectedBackend } from './runtime';
+import type { SelectedBackend } from './runtime';
 import {
   checkSamples,
   graphOutput as output,
   loadGeneratorFiles,
+  GeneratorSessions,
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
@@ -113,35 +113,13 @@ export function supportBasis(support: readonly Float32Array[], dim: number): Flo
   return basis;
 }
 
-export class HeadGenerator {
-  private constructor(
-    readonly manifest: HeadManifest,
-    readonly backend: SelectedBackend,
-    private readonly ort: OrtPackage,
-    private readonly encoder: InferenceSession,
-    private readonly denoiser: InferenceSession,
-    private readonly decoder: InferenceSession,
-  ) {}
-
+export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   static async create(files: HeadGeneratorFiles, backend: SelectedBackend): Promise<HeadGenerator> {
-    const [encoder, denoiser, decoder] = await Promise.all([
-      backend.createSession(files.encoder),
-      backend.createSession(files.denoiser),
-      backend.createSession(files.decoder),
-    ]);
-    return new HeadGenerator(files.manifest, backend, backend.host.ort, encoder, denoiser, decoder);
-  }
-
-  async release(): Promise<void> {
-    await Promise.all([this.encoder.release(), this.denoiser.release(), this.decoder.release()]);
+    return new HeadGenerator(...(await GeneratorSessions.open(files, backend)));
   }
 
   get featureDim(): number {
     return this.manifest.backbone.feature_dim;
-  }
-
-  private tensor(data: Float32Array, dims: number[]): Tensor {
-    return new this.ort.Tensor('float32', data, dims);
   }
 
   /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F], any K_c ≥ 1). */
@@ -158,8 +136,8 @@ export class HeadGenerator {
       mask.fill(1, c * images, c * images + rows);
     });
     const outputs = await this.encoder.run({
-      features: this.tensor(features, [support.length, images, dim]),
-      image_mask: this.tensor(mask, [support.length, images]),
+      features: this.float(features, [support.length, images, dim]),
+      image_mask: this.float(mask, [support.length, images]),
     });
     return {
       classTokens: output(outputs, 'class_tokens'),
@@ -188,12 +166,12 @@ export class HeadGenerator {
     const scale = new Float32Array(rows);
     scale.fill(1, 0, conditional);
     const outputs = await this.denoiser.run({
-      latents: this.tensor(x, [rows, classes, latent]),
-      timestep: this.tensor(new Float32Array(rows).fill(t), [rows]),
-      class_tokens: this.tensor(cls, [rows, classes, d]),
-      dataset_token: this.tensor(ds, [rows, d]),
-      token_mask: this.tensor(new Float32Array(rows * classes).fill(1), [rows, classes]),
-      condition_scale: this.tensor(scale, [rows]),
+      latents: this.float(x, [rows, classes, latent]),
+      timestep: this.float(new Float32Array(rows).fill(t), [rows]),
+      class_tokens: this.float(cls, [rows, classes, d]),
+      dataset_token: this.float(ds, [rows, d]),
+      token_mask: this.float(new Float32Array(rows * classes).fill(1), [rows, classes]),
+      condition_scale: this.float(scale, [rows]),
     });
     return output(outputs, 'eps');
   }
@@ -212,8 +190,8 @@ export class HeadGenerator {
     const tiled = new Float32Array(samples * basis.length);
     for (let s = 0; s < samples; s++) tiled.set(basis, s * basis.length);
     const outputs = await this.decoder.run({
-      latents: this.tensor(latents, [samples * classes, latent]),
-      basis: this.tensor(tiled, [samples * classes, 2, dim]),
+      latents: this.float(latents, [samples * classes, latent]),
+      basis: this.float(tiled, [samples * classes, 2, dim]),
     });
     const tokens = output(outputs, 'tokens');
     const [w, b] = this.manifest.layout.tensors;

@@ -5,6 +5,7 @@ import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { BETA_SCHEDULES, DdimScheduler, type NoiseScheduleConfig } from './ddim';
 import { Mulberry32 } from './rng';
 import { readJson, readVerified, type FileSource } from './files';
+import type { SelectedBackend } from './runtime';
 import {
   array,
   integer,
@@ -204,6 +205,50 @@ export async function sampleLatents(
     onProgress?.({ stage: 'denoise', done: ++done, total: o.steps });
   }
   return x;
+}
+
+/** The three graph sessions of a family on one backend, and the tensors they take. */
+export interface GeneratorGraphs<M> {
+  manifest: M;
+  encoder: Uint8Array;
+  denoiser: Uint8Array;
+  decoder: Uint8Array;
+}
+
+export class GeneratorSessions<M> {
+  protected constructor(
+    readonly manifest: M,
+    readonly backend: SelectedBackend,
+    protected readonly encoder: InferenceSession,
+    protected readonly denoiser: InferenceSession,
+    protected readonly decoder: InferenceSession,
+  ) {}
+
+  /** Opens the three graphs on `backend`; the family's constructor gets them. */
+  protected static async open<M>(files: GeneratorGraphs<M>, backend: SelectedBackend) {
+    const [encoder, denoiser, decoder] = await Promise.all([
+      backend.createSession(files.encoder),
+      backend.createSession(files.denoiser),
+      backend.createSession(files.decoder),
+    ]);
+    return [files.manifest, backend, encoder, denoiser, decoder] as const;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.denoiser.release(), this.decoder.release()]);
+  }
+
+  protected float(data: Float32Array, dims: number[]): Tensor {
+    return new this.backend.host.ort.Tensor('float32', data, dims);
+  }
+
+  protected int64(ids: number[], dims: number[]): Tensor {
+    return new this.backend.host.ort.Tensor(
+      'int64',
+      BigInt64Array.from(ids.map((i) => BigInt(i))),
+      dims,
+    );
+  }
 }
 
 /** Runs `body` and reports the stage's start and end; returns its result and milliseconds. */
