@@ -36,7 +36,7 @@ from .config import as_dict, cache_dir
 from .ddim import NoiseSchedule, ddim_step, timesteps
 from .denoiser import Denoiser, DenoiserConfig
 from .hashing import sha256_file
-from .head_generator import SamplingSettings, encode_condition, load_checkpoint, save_checkpoint
+from .head_generator import SamplingSettings, encode_condition, load_checkpoint, load_models, save_checkpoint
 from .rng import Mulberry32
 from .set_encoder import EncoderConfig, SetEncoder
 from .train_generator import cosine_lr, encode_support, model_entries, pad_rows, split_by_task, support_batch
@@ -360,14 +360,7 @@ def train_denoiser(corpus: CnnCorpus, latents: list[np.ndarray], latent_scale: f
 class CnnGenerator:
     def __init__(self, checkpoint: dict):
         self.checkpoint = checkpoint
-        self.vae = CnnVae(CnnVaeConfig(**checkpoint["vae"]["config"]))
-        self.vae.load_state_dict(checkpoint["vae"]["state"])
-        self.encoder = SetEncoder(EncoderConfig(**checkpoint["encoder"]["config"]))
-        self.encoder.load_state_dict(checkpoint["encoder"]["state"])
-        self.denoiser = Denoiser(DenoiserConfig(**checkpoint["denoiser"]["config"]))
-        self.denoiser.load_state_dict(checkpoint["denoiser"]["state"])
-        for model in (self.vae, self.encoder, self.denoiser):
-            model.eval()
+        self.vae, self.encoder, self.denoiser = load_models(checkpoint, lambda c: CnnVae(CnnVaeConfig(**c)))
         self.norm = CnnNorm({a: {n: tuple(v) for n, v in s.items()} for a, s in checkpoint["norm"].items()})
         self.latent_scale = float(checkpoint["latent_scale"])
         self.schedule = NoiseSchedule(**checkpoint["schedule"])

@@ -59,6 +59,18 @@ def load_checkpoint(folder: Path) -> dict:
     return checkpoint
 
 
+def load_models(checkpoint: dict, make_vae) -> tuple:
+    """(vae, encoder, denoiser) rebuilt from a checkpoint's configs and weights, in eval mode;
+    `make_vae(config dict)` builds the family's VAE."""
+    vae = make_vae(checkpoint["vae"]["config"])
+    encoder = SetEncoder(EncoderConfig(**checkpoint["encoder"]["config"]))
+    denoiser = Denoiser(DenoiserConfig(**checkpoint["denoiser"]["config"]))
+    for model, part in ((vae, "vae"), (encoder, "encoder"), (denoiser, "denoiser")):
+        model.load_state_dict(checkpoint[part]["state"])
+        model.eval()
+    return vae, encoder, denoiser
+
+
 @torch.no_grad()
 def encode_condition(encoder: SetEncoder, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """One dataset through the encoder: per class its features [K_c, D] (any K_c ≥ 1, unit-normalised
@@ -76,14 +88,7 @@ def encode_condition(encoder: SetEncoder, support: list[np.ndarray]) -> tuple[to
 class HeadGenerator:
     def __init__(self, checkpoint: dict):
         self.checkpoint = checkpoint
-        self.vae = WeightVae(VaeConfig(**checkpoint["vae"]["config"]))
-        self.vae.load_state_dict(checkpoint["vae"]["state"])
-        self.encoder = SetEncoder(EncoderConfig(**checkpoint["encoder"]["config"]))
-        self.encoder.load_state_dict(checkpoint["encoder"]["state"])
-        self.denoiser = Denoiser(DenoiserConfig(**checkpoint["denoiser"]["config"]))
-        self.denoiser.load_state_dict(checkpoint["denoiser"]["state"])
-        for model in (self.vae, self.encoder, self.denoiser):
-            model.eval()
+        self.vae, self.encoder, self.denoiser = load_models(checkpoint, lambda c: WeightVae(VaeConfig(**c)))
         self.norm = TokenNorm(**checkpoint["token_norm"])
         self.latent_scale = float(checkpoint["latent_scale"])
         self.schedule = NoiseSchedule(**checkpoint["schedule"])

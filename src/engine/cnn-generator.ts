@@ -11,6 +11,7 @@ import type { SelectedBackend } from './runtime';
 import type { NamedTensor } from './safetensors';
 import {
   checkSamples,
+  checkSupport,
   graphOutput,
   loadGeneratorFiles,
   GeneratorSessions,
@@ -273,17 +274,7 @@ export class CnnGenerator extends GeneratorSessions<CnnManifest> {
     const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
     const dim = this.manifest.backbone.feature_dim;
     const classes = support.length;
-    if (classes < 2) throw new Error(`a classifier needs at least 2 classes, got ${classes}`);
-    if (classes > this.manifest.max_classes)
-      throw new Error(
-        `this release generates CNNs of up to ${this.manifest.max_classes} classes, got ${classes}`,
-      );
-    support.forEach((s, c) => {
-      if (s.length === 0 || s.length % dim !== 0)
-        throw new Error(
-          `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
-        );
-    });
+    checkSupport(support, dim, this.manifest.max_classes, 'CNNs');
     checkSamples(o.samples);
     const encoded = await stage('encode', control, () => this.condition(support));
     const { classTokens, datasetToken } = encoded.result;

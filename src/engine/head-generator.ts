@@ -10,6 +10,7 @@ import { array, integer, literal, number, object, record, string } from './schem
 import type { SelectedBackend } from './runtime';
 import {
   checkSamples,
+  checkSupport,
   graphOutput as output,
   loadGeneratorFiles,
   GeneratorSessions,
@@ -214,17 +215,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
     const dim = this.featureDim;
     const classes = support.length;
-    if (classes < 2) throw new Error(`a head needs at least 2 classes, got ${classes}`);
-    if (classes > this.manifest.max_classes)
-      throw new Error(
-        `this release generates heads of up to ${this.manifest.max_classes} classes, got ${classes}`,
-      );
-    support.forEach((s, c) => {
-      if (s.length === 0 || s.length % dim !== 0)
-        throw new Error(
-          `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
-        );
-    });
+    checkSupport(support, dim, this.manifest.max_classes, 'heads');
     checkSamples(o.samples);
     const encoded = await stage('encode', control, () => this.condition(support));
     const { classTokens, datasetToken } = encoded.result;

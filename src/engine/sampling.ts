@@ -142,6 +142,27 @@ export function throwIfCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new GenerationCancelled();
 }
 
+/** Per-class features a generator can take: 2…max classes, each a positive multiple of `dim` values. */
+export function checkSupport(
+  support: readonly Float32Array[],
+  dim: number,
+  maxClasses: number,
+  what: string,
+): void {
+  const classes = support.length;
+  if (classes < 2) throw new Error(`a classifier needs at least 2 classes, got ${classes}`);
+  if (classes > maxClasses)
+    throw new Error(
+      `this release generates ${what} of up to ${maxClasses} classes, got ${classes}`,
+    );
+  support.forEach((s, c) => {
+    if (s.length === 0 || s.length % dim !== 0)
+      throw new Error(
+        `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
+      );
+  });
+}
+
 export function checkSamples(samples: number): void {
   if (!Number.isInteger(samples) || samples < 1)
     throw new Error(`samples must be a positive integer, got ${samples}`);
