@@ -176,7 +176,8 @@ def export(generator_dir: Path) -> dict:
         "trace": {"file": "trace.json", "sha256": sha256_file(generator_dir / "trace.json"), "max_abs_error": TRACE_TOLERANCE},
         "checkpoint": {name: sha256_file(generator_dir / name) for name in [f"{part}.pt" for part in MODEL_PARTS] + ["generator.json"]},
         "training_inputs": training["inputs"],
-        "rebuild_command": "cd models && /usr/bin/python3 -m d2nwg train-generator && /usr/bin/python3 -m d2nwg export-generator",
+        "rebuild_command": ("cd models && /usr/bin/python3 -m d2nwg train-generator && /usr/bin/python3 -m d2nwg export-generator"
+                            " && /usr/bin/python3 -m d2nwg quantize-generator --family head"),
         "torch_version": torch.__version__,
         "variants": {},  # reduced-precision graphs that lose no measurable accuracy: quantize.py adds them
     }
