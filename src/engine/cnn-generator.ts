@@ -6,7 +6,6 @@
 // models/d2nwg/cnn_generator.py, so the same seed gives the same weights.
 
 import type { FileSource } from './files';
-import { unitNormalise } from './heads';
 import type { SelectedBackend } from './runtime';
 import type { NamedTensor } from './safetensors';
 import {
@@ -171,28 +170,6 @@ export class CnnGenerator extends GeneratorSessions<CnnManifest> {
     if (layout === undefined)
       throw new Error(`unknown CNN architecture "${arch}"; choose one of ${this.archs.join(', ')}`);
     return layout;
-  }
-
-  /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F]). */
-  async condition(
-    support: readonly Float32Array[],
-  ): Promise<{ classTokens: Float32Array; datasetToken: Float32Array }> {
-    const dim = this.manifest.backbone.feature_dim;
-    const images = Math.max(...support.map((s) => s.length / dim));
-    const features = new Float32Array(support.length * images * dim);
-    const mask = new Float32Array(support.length * images);
-    support.forEach((s, c) => {
-      features.set(unitNormalise(s, dim), c * images * dim);
-      mask.fill(1, c * images, c * images + s.length / dim);
-    });
-    const outputs = await this.encoder.run({
-      features: this.float(features, [support.length, images, dim]),
-      image_mask: this.float(mask, [support.length, images]),
-    });
-    return {
-      classTokens: graphOutput(outputs, 'class_tokens'),
-      datasetToken: graphOutput(outputs, 'dataset_token'),
-    };
   }
 
   /** ε̂ for `rows` copies of the condition ([rows, T, L] latents), the first `conditional` with it. */

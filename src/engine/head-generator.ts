@@ -123,29 +123,6 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     return this.manifest.backbone.feature_dim;
   }
 
-  /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F], any K_c ≥ 1). */
-  async condition(
-    support: readonly Float32Array[],
-  ): Promise<{ classTokens: Float32Array; datasetToken: Float32Array }> {
-    const dim = this.featureDim;
-    const images = Math.max(...support.map((s) => s.length / dim));
-    const features = new Float32Array(support.length * images * dim);
-    const mask = new Float32Array(support.length * images);
-    support.forEach((s, c) => {
-      const rows = s.length / dim;
-      features.set(unitNormalise(s, dim), c * images * dim);
-      mask.fill(1, c * images, c * images + rows);
-    });
-    const outputs = await this.encoder.run({
-      features: this.float(features, [support.length, images, dim]),
-      image_mask: this.float(mask, [support.length, images]),
-    });
-    return {
-      classTokens: output(outputs, 'class_tokens'),
-      datasetToken: output(outputs, 'dataset_token'),
-    };
-  }
-
   /** ε̂ for `rows` copies of the condition: the first `conditional` rows with it, the rest without. */
   async eps(
     x: Float32Array,

@@ -5,6 +5,7 @@ import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { BETA_SCHEDULES, DdimScheduler, type NoiseScheduleConfig } from './ddim';
 import { Mulberry32 } from './rng';
 import { readJson, readVerified, type FileSource } from './files';
+import { unitNormalise } from './heads';
 import type { SelectedBackend } from './runtime';
 import {
   array,
@@ -236,7 +237,7 @@ export interface GeneratorGraphs<M> {
   decoder: Uint8Array;
 }
 
-export class GeneratorSessions<M> {
+export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> {
   protected constructor(
     readonly manifest: M,
     readonly backend: SelectedBackend,
@@ -246,7 +247,10 @@ export class GeneratorSessions<M> {
   ) {}
 
   /** Opens the three graphs on `backend`; the family's constructor gets them. */
-  protected static async open<M>(files: GeneratorGraphs<M>, backend: SelectedBackend) {
+  protected static async open<M extends { backbone: { feature_dim: number } }>(
+    files: GeneratorGraphs<M>,
+    backend: SelectedBackend,
+  ) {
     const [encoder, denoiser, decoder] = await Promise.all([
       backend.createSession(files.encoder),
       backend.createSession(files.denoiser),
@@ -257,6 +261,28 @@ export class GeneratorSessions<M> {
 
   async release(): Promise<void> {
     await Promise.all([this.encoder.release(), this.denoiser.release(), this.decoder.release()]);
+  }
+
+  /** Class tokens [C, d] and the dataset token [d] for per-class features (each [K_c, F], any K_c ≥ 1). */
+  async condition(
+    support: readonly Float32Array[],
+  ): Promise<{ classTokens: Float32Array; datasetToken: Float32Array }> {
+    const dim = this.manifest.backbone.feature_dim;
+    const images = Math.max(...support.map((s) => s.length / dim));
+    const features = new Float32Array(support.length * images * dim);
+    const mask = new Float32Array(support.length * images);
+    support.forEach((s, c) => {
+      features.set(unitNormalise(s, dim), c * images * dim);
+      mask.fill(1, c * images, c * images + s.length / dim);
+    });
+    const outputs = await this.encoder.run({
+      features: this.float(features, [support.length, images, dim]),
+      image_mask: this.float(mask, [support.length, images]),
+    });
+    return {
+      classTokens: graphOutput(outputs, 'class_tokens'),
+      datasetToken: graphOutput(outputs, 'dataset_token'),
+    };
   }
 
   protected float(data: Float32Array, dims: number[]): Tensor {

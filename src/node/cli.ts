@@ -484,6 +484,7 @@ async function evaluate(args: string[]): Promise<void> {
       `the query classes (${query.folder.classes.join(', ')}) differ from the support classes (${classes.join(', ')})`,
     );
   const q = labelled(query);
+  const s = labelled(support);
   const weights = sampleFiles.map((file) => {
     const { tensors, metadata } = decodeSafetensors(
       new Uint8Array(readFileSync(join(weightsDir, file))),
@@ -549,7 +550,7 @@ async function evaluate(args: string[]): Promise<void> {
       const dim = layout.head_in_features;
       const features = async (pixels: Float32Array, n: number) =>
         unitNormalise(await cnnLogits(graph, pixels, n, 'features'), dim);
-      const s: LabelledFeatures = {
+      const train: LabelledFeatures = {
         dim,
         features: await features(supportPixels, supportImages.length),
         labels: supportLabels,
@@ -559,7 +560,7 @@ async function evaluate(args: string[]): Promise<void> {
         features: await features(queryPixels, queryImages.length),
         labels: q.labels,
       };
-      return accuracy(nearestClassMeanHead(s, classes.length), qf);
+      return accuracy(nearestClassMeanHead(train, classes.length), qf);
     };
     const zeroShot = async (graph: Uint8Array) =>
       argmaxAccuracy(
@@ -584,11 +585,10 @@ async function evaluate(args: string[]): Promise<void> {
     const entry = manifest.zoo_reference;
     const reference = decodeSafetensors(await readVerified(cnnSource, entry.file, entry));
     const taskIds = JSON.parse(reference.metadata.tasks ?? '[]') as string[];
-    const sl = labelled(support);
     const dim = support.dim;
     const supportMean = new Float32Array(dim);
-    for (let i = 0; i < sl.labels.length; i++)
-      for (let j = 0; j < dim; j++) supportMean[j]! += sl.features[i * dim + j]!;
+    for (let i = 0; i < s.labels.length; i++)
+      for (let j = 0; j < dim; j++) supportMean[j]! += s.features[i * dim + j]!;
     const means = reference.tensors.task_mean!.data;
     const scores = taskIds.map((_, t) => {
       let score = 0;
@@ -610,7 +610,6 @@ async function evaluate(args: string[]): Promise<void> {
       accuracy: await prototypeAccuracy(pretrained),
     };
   }
-  const s = labelled(support);
   progress('training the logistic-regression baseline on the support images');
   const c = chooseC(s, classes.length);
   const logistic = accuracy(logisticRegression(s, classes.length, c), q);
