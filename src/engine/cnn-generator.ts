@@ -85,6 +85,8 @@ export type CnnManifest = ReturnType<typeof cnnManifestSchema>;
 
 export interface CnnGeneratorFiles {
   manifest: CnnManifest;
+  /** The precision of the graphs below. */
+  precision: Precision;
   encoder: Uint8Array;
   denoiser: Uint8Array;
   decoder: Uint8Array;
@@ -93,8 +95,9 @@ export interface CnnGeneratorFiles {
 export function loadCnnGeneratorFiles(
   source: FileSource,
   precision: Precision = 'fp32',
+  options: { orFp32?: boolean } = {},
 ): Promise<CnnGeneratorFiles> {
-  return loadGeneratorFiles(source, cnnManifestSchema, precision);
+  return loadGeneratorFiles(source, cnnManifestSchema, precision, options);
 }
 
 /** One generated CNN: its tensors by PyTorch name, in layout order. */

@@ -76,6 +76,8 @@ export interface GeneratedHeads {
 
 export interface HeadGeneratorFiles {
   manifest: HeadManifest;
+  /** The precision of the graphs below. */
+  precision: Precision;
   encoder: Uint8Array;
   denoiser: Uint8Array;
   decoder: Uint8Array;
@@ -84,8 +86,9 @@ export interface HeadGeneratorFiles {
 export function loadHeadGeneratorFiles(
   source: FileSource,
   precision: Precision = 'fp32',
+  options: { orFp32?: boolean } = {},
 ): Promise<HeadGeneratorFiles> {
-  return loadGeneratorFiles(source, headManifestSchema, precision);
+  return loadGeneratorFiles(source, headManifestSchema, precision, options);
 }
 
 /**

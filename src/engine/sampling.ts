@@ -59,20 +59,32 @@ type GeneratorManifest = {
   variants: Record<string, Record<string, GraphFile>>;
 };
 
-/** A family's manifest (parsed with its schema) and its three graphs at `precision`, hashes checked. */
+/**
+ * A family's manifest (parsed with its schema) and its three graphs at `precision`, hashes
+ * checked. With `orFp32`, a precision the release does not ship falls back to fp32; `precision`
+ * in the result says which graphs were loaded.
+ */
 export async function loadGeneratorFiles<M extends GeneratorManifest>(
   source: FileSource,
   schema: Schema<M>,
   precision: Precision,
-): Promise<{ manifest: M; encoder: Uint8Array; denoiser: Uint8Array; decoder: Uint8Array }> {
+  { orFp32 = false }: { orFp32?: boolean } = {},
+): Promise<{
+  manifest: M;
+  precision: Precision;
+  encoder: Uint8Array;
+  denoiser: Uint8Array;
+  decoder: Uint8Array;
+}> {
   const manifest = parse(schema, await readJson(source, 'manifest.json'), 'manifest.json');
+  const used = orFp32 && manifest.variants[precision] === undefined ? 'fp32' : precision;
   const [encoder, denoiser, decoder] = await Promise.all(
     (['encoder', 'denoiser', 'decoder'] as const).map((name) => {
-      const entry = graphEntry(manifest, name, precision);
+      const entry = graphEntry(manifest, name, used);
       return readVerified(source, entry.file, entry);
     }),
   );
-  return { manifest, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
+  return { manifest, precision: used, encoder: encoder!, denoiser: denoiser!, decoder: decoder! };
 }
 
 export const scheduleSchema = object({

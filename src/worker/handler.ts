@@ -4,7 +4,7 @@
 import type * as tfTypes from '@tensorflow/tfjs';
 import { loadBackbone, extractFeatures, type Backbone } from '../engine/backbone';
 import { CnnGenerator, loadCnnGeneratorFiles } from '../engine/cnn-generator';
-import { fetchSource, readJson, type FileSource } from '../engine/files';
+import { fetchSource, type FileSource } from '../engine/files';
 import { checkGenerator } from '../engine/generator-check';
 import { HeadGenerator, loadHeadGeneratorFiles } from '../engine/head-generator';
 import { cnnToOnnx, headToOnnx } from '../engine/onnx-writer';
@@ -18,7 +18,6 @@ import {
 } from '../engine/runtime';
 import {
   GenerationCancelled,
-  type Precision,
   type GenerationProgress,
   type SamplingOptions,
 } from '../engine/sampling';
@@ -147,16 +146,10 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
       featureBackend: describeBackend(tfBackend),
     };
     // The precision asked for when the release ships it, else fp32 (said in the result).
-    const manifest = (await readJson(generatorSource, 'manifest.json')) as {
-      variants?: Record<string, unknown>;
-    };
-    const precision: Precision =
-      request.precision === 'fp32' || manifest.variants?.[request.precision] !== undefined
-        ? request.precision
-        : 'fp32';
+    const fallback = { orFp32: true };
     let result: GenerateResult;
     if (request.family === 'head') {
-      const files = await loadHeadGeneratorFiles(generatorSource, precision);
+      const files = await loadHeadGeneratorFiles(generatorSource, request.precision, fallback);
       const { selected, probeSession } = await selectBackend(
         request.backend,
         context.host,
@@ -181,7 +174,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           backend: selected.backend,
           skipped: selected.skipped,
           releaseVersion: files.manifest.release_version,
-          precision,
+          precision: files.precision,
           options,
           networks,
           onnx: networks.map((n) =>
@@ -193,7 +186,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
         await generator.release();
       }
     } else {
-      const files = await loadCnnGeneratorFiles(generatorSource, precision);
+      const files = await loadCnnGeneratorFiles(generatorSource, request.precision, fallback);
       const arch = request.arch ?? 'cnn-w';
       const { selected, probeSession } = await selectBackend(
         request.backend,
@@ -215,7 +208,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           backend: selected.backend,
           skipped: selected.skipped,
           releaseVersion: files.manifest.release_version,
-          precision,
+          precision: files.precision,
           options,
           networks: cnns.networks,
           onnx: cnns.networks.map((n) =>
