@@ -43,7 +43,7 @@ from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS
 from . import safetensors
 from .cnn_zoo import IMAGE_SIDE, CnnModule, get_arch
 from .ddim import ddim_step, timesteps
-from .export_generator import OPSET, RELEASE_VERSION, EncoderGraph, export_graph, fixture_support, pack
+from .export_generator import OPSET, RELEASE_VERSION, EncoderGraph, export_encoder, export_graph, fixture_support, pack
 from .features import backbone_id
 from .hashing import sha256_file
 from .head_generator import MODEL_PARTS, SamplingSettings
@@ -148,12 +148,8 @@ def record_trace(generator: CnnGenerator, arch: str, settings: SamplingSettings)
 def export(generator_dir: Path) -> dict:
     generator = CnnGenerator.load(generator_dir)
     enc, den, vae = generator.encoder.config, generator.denoiser.config, generator.vae.config
-    features, mask = pack(fixture_support(enc.feature_dim))
     graphs = {
-        "encoder": export_graph(
-            EncoderGraph(generator.encoder), (torch.from_numpy(features), torch.from_numpy(mask)), generator_dir / "encoder.onnx",
-            {"features": ["classes", "images", str(enc.feature_dim)], "image_mask": ["classes", "images"]},
-            {"class_tokens": ["classes", str(enc.dim)], "dataset_token": [str(enc.dim)]}),
+        "encoder": export_encoder(generator.encoder, generator_dir),
         "denoiser": export_graph(
             generator.denoiser,
             (torch.zeros(2, 3, den.latent_dim), torch.zeros(2), torch.zeros(2, 3, den.condition_dim),

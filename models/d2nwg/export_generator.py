@@ -72,6 +72,16 @@ def export_graph(model: nn.Module, args: tuple, path: Path, inputs: dict[str, li
             "inputs": {k: v for k, v in inputs.items()}, "outputs": {k: v for k, v in outputs.items()}}
 
 
+def export_encoder(encoder: SetEncoder, folder: Path) -> dict:
+    """encoder.onnx (one dataset, dynamic class and image counts), traced on fixture features."""
+    enc = encoder.config
+    features, mask = pack(fixture_support(enc.feature_dim))
+    return export_graph(
+        EncoderGraph(encoder), (torch.from_numpy(features), torch.from_numpy(mask)), folder / "encoder.onnx",
+        {"features": ["classes", "images", str(enc.feature_dim)], "image_mask": ["classes", "images"]},
+        {"class_tokens": ["classes", str(enc.dim)], "dataset_token": [str(enc.dim)]})
+
+
 def fixture_support(feature_dim: int, classes: int = 3, seed: int = 0) -> list[np.ndarray]:
     """Seeded unit-norm features, 2–4 images per class (uneven, to exercise the image mask)."""
     rng = np.random.default_rng(seed)
@@ -131,12 +141,8 @@ def record_trace(generator: HeadGenerator, settings: SamplingSettings) -> dict:
 def export(generator_dir: Path) -> dict:
     generator = HeadGenerator.load(generator_dir)
     enc, den, vae = generator.encoder.config, generator.denoiser.config, generator.vae.config
-    features, mask = pack(fixture_support(enc.feature_dim))
     graphs = {
-        "encoder": export_graph(
-            EncoderGraph(generator.encoder), (torch.from_numpy(features), torch.from_numpy(mask)), generator_dir / "encoder.onnx",
-            {"features": ["classes", "images", str(enc.feature_dim)], "image_mask": ["classes", "images"]},
-            {"class_tokens": ["classes", str(enc.dim)], "dataset_token": [str(enc.dim)]}),
+        "encoder": export_encoder(generator.encoder, generator_dir),
         "denoiser": export_graph(
             generator.denoiser,
             (torch.zeros(2, 3, den.latent_dim), torch.zeros(2), torch.zeros(2, 3, den.condition_dim), torch.zeros(2, den.condition_dim),
