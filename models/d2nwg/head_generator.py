@@ -170,6 +170,12 @@ class HeadGenerator:
             biases.append(b)
         return np.concatenate(weights), np.concatenate(biases)
 
+    @staticmethod
+    def token_conditions(class_tokens: torch.Tensor, dataset_tokens: torch.Tensor) -> torch.Tensor:
+        """The condition of each latent token [B, N, d]: a head row's is its class token (the ablation
+        of whole-model flattening overrides this with one token per head)."""
+        return class_tokens
+
     def _generate_chunk(self, supports: list[list[np.ndarray]], settings: SamplingSettings, seeds: list[int]):
         n, s, classes = len(supports), settings.samples, len(supports[0])
         images = max(len(x) for support in supports for x in support)
@@ -181,7 +187,9 @@ class HeadGenerator:
                 features[b, c, : len(x)] = unit_rows(x)
                 mask[b, c, : len(x)] = 1.0
         class_tokens, dataset_tokens = self.encoder(torch.from_numpy(features), torch.from_numpy(mask), torch.ones(n, classes))
-        starts = [self.initial_noise(s, classes, seed) for seed in seeds]
+        class_tokens = self.token_conditions(class_tokens, dataset_tokens)
+        tokens = class_tokens.shape[1]  # latent tokens per head: one per class row
+        starts = [self.initial_noise(s, tokens, seed) for seed in seeds]
         x = np.concatenate([noise for noise, _ in starts]) * settings.temperature  # [n·s, C, L]
         rngs = [rng for _, rng in starts]
         cls = class_tokens.repeat_interleave(s, dim=0)
@@ -191,7 +199,7 @@ class HeadGenerator:
         guided = settings.guidance != 1.0
         if guided:
             cls, ds, scale = torch.cat([cls, cls]), torch.cat([ds, ds]), torch.cat([scale, torch.zeros(rows)])
-        mask_tokens = torch.ones(cls.shape[0], classes)
+        mask_tokens = torch.ones(cls.shape[0], tokens)
         for t in timesteps(self.schedule, settings.steps):
             latents = torch.from_numpy(x.astype(np.float32))
             if guided:
@@ -204,6 +212,6 @@ class HeadGenerator:
             else:  # each dataset draws its η noise from its own stream, as a separate call would
                 x = np.concatenate([ddim_step(self.schedule, settings.steps, eps[b * s : (b + 1) * s], int(t),
                                               x[b * s : (b + 1) * s], settings.eta, rngs[b])[0] for b in range(n)])
-        latents = (x / self.latent_scale).astype(np.float32).reshape(n, s, classes, -1)
+        latents = (x / self.latent_scale).astype(np.float32).reshape(n, s, tokens, -1)
         weights, biases = zip(*(self.decode(latents[b], self.basis(supports[b])) for b in range(n)))
         return np.stack(weights), np.stack(biases)

@@ -1,7 +1,7 @@
 """The factory pipeline end to end on the tiny configuration, in a fresh cache.
 
 datasets → backbone features (the TypeScript engine, through npm) → few-shot
-baselines → zoos → each family's generator (train, evaluate; cnn also export). Each stage is the command a person runs; the test
+baselines → zoos → each family's generator (train, evaluate; head also ablations; cnn also export). Each stage is the command a person runs; the test
 checks what each leaves behind and that the numbers mean something.
 """
 
@@ -34,6 +34,7 @@ def cache(tmp_path_factory) -> Path:
     stage(cache, "zoo", "--config", "tiny")
     stage(cache, "train-generator", "--config", "tiny")
     stage(cache, "evaluate-generator", "--config", "tiny")
+    stage(cache, "ablate-generator", "--config", "tiny")
     stage(cache, "train-generator", "--family", "cnn", "--config", "tiny")
     stage(cache, "evaluate-generator", "--family", "cnn", "--config", "tiny")
     stage(cache, "export-generator", "--family", "cnn", "--config", "tiny")
@@ -141,6 +142,26 @@ def test_generator_checkpoint_rebuilds_and_generates_deterministically(cache):
     b = generator.generate(support, SamplingSettings(samples=2, steps=5, seed=11))
     assert a[0].shape == (2, len(data.classes), 1792)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_ablations_report_every_variant_beside_the_full_method(cache):
+    folder = cache / "generator-tiny" / "head"
+    results = json.loads((folder / "ablations.json").read_text())
+    assert list(results["variants"]) == ["full", "no_alignment", "no_vae", "plain_decoder", "whole_model"]
+    for name, variant in results["variants"].items():
+        assert variant["seen"]["generated"]["n"] == variant["seen"]["tasks"] >= 1, name
+        assert 0.0 <= variant["seen"]["generated"]["mean"] <= 1.0
+    assert results["variants"]["full"]["unseen"]["datasets"] >= 5
+    whole = results["whole_model_classes"]
+    assert results["variants"]["whole_model"]["training"]["classes"] == whole
+    config = results["config"]
+    for row in results["pdiff"]["tasks"]:
+        assert row["checkpoints"] == config["pdiff_seeds"] * len(config["pdiff_snapshots"])
+        assert row["distance_to_nearest_checkpoint"]["n"] == config["samples"]
+    report = (folder / "ABLATIONS.md").read_text()
+    for name in ("released", "full", "no_alignment", "no_vae", "plain_decoder", "whole_model"):
+        assert f"| {name} |" in report
+    assert "## Unconditional, one model per dataset (p-diff)" in report
 
 
 def test_cnn_generator_trains_evaluates_and_exports_on_the_tiny_zoo(cache):
