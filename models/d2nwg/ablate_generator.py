@@ -232,7 +232,7 @@ def evaluate_variant(generator: HeadGenerator, corpus: HeadCorpus, config: Ablat
         out["unseen"] = {"shots": config.unseen_shots, "datasets": 0}
         return out
     out["unseen"] = {"shots": config.unseen_shots, "datasets": len(rows), **{k: float(v) for k, v in means.items() if k != "datasets"},
-                     "within_split_std": float(np.mean([r["shots"][shots]["generated_within_split_std"] for r in rows])),
+                     "within_split_std": float(np.mean([r["shots"][shots]["generated_within_split_std"] for r in rows if shots in r["shots"]])),
                      "ratio_ncm": means["generated"] / means["ncm"], "ratio_logistic": means["generated"] / means["logistic"]}
     return out
 
