@@ -385,29 +385,33 @@ class CnnGenerator:
         """DDIM from x_T = Mulberry32(seed).normals(S·T·L) as [S, T, L] (or `noise`) to latents [S, T, L]
         (unscaled: ready for the decoder)."""
         classes, s = class_tokens.shape[0], settings.samples
-        tokens = LAYOUTS[arch].body_tokens + classes
         x, rng = self.initial_noise(arch, s, classes, settings.seed)
         if noise is not None:
             x = noise.astype(np.float64)
         x = x * settings.temperature
+        for t in timesteps(self.schedule, settings.steps):
+            eps = self.denoise(arch, class_tokens, dataset_token, x, int(t), settings.guidance)
+            x, _ = ddim_step(self.schedule, settings.steps, eps, int(t), x, settings.eta, rng)
+        return (x / self.latent_scale).astype(np.float32)
+
+    @torch.no_grad()
+    def denoise(self, arch: str, class_tokens: torch.Tensor, dataset_token: torch.Tensor, x: np.ndarray, t: int,
+                guidance: float = 1.0) -> np.ndarray:
+        """ε̂ [S, T, L] (float64) for scaled latents x [S, T, L] at timestep t, conditioned on one dataset's
+        tokens; guidance ≠ 1 runs the unconditional batch beside it: ε = ε_∅ + g (ε_c − ε_∅)."""
+        s, tokens = x.shape[0], x.shape[1]
         cond = token_conditions(arch, class_tokens[None], dataset_token[None]).expand(s, -1, -1)
         ds = dataset_token[None].expand(s, -1)
         scale = torch.ones(s)
-        guided = settings.guidance != 1.0
+        latents = torch.from_numpy(x.astype(np.float32))
+        guided = guidance != 1.0
         if guided:
             cond, ds, scale = torch.cat([cond, cond]), torch.cat([ds, ds]), torch.cat([scale, torch.zeros(s)])
-        positions = denoiser_positions(arch, classes, cond.shape[0])
+            latents = torch.cat([latents, latents])
+        positions = denoiser_positions(arch, class_tokens.shape[0], cond.shape[0])
         mask = torch.ones(cond.shape[0], tokens)
-        for t in timesteps(self.schedule, settings.steps):
-            latents = torch.from_numpy(x.astype(np.float32))
-            if guided:
-                latents = torch.cat([latents, latents])
-            eps = self.denoiser(latents, torch.full((cond.shape[0],), float(t)), cond, ds, mask, scale,
-                                positions).double().numpy()
-            if guided:
-                eps = eps[s:] + settings.guidance * (eps[:s] - eps[s:])
-            x, _ = ddim_step(self.schedule, settings.steps, eps, int(t), x, settings.eta, rng)
-        return (x / self.latent_scale).astype(np.float32)
+        eps = self.denoiser(latents, torch.full((cond.shape[0],), float(t)), cond, ds, mask, scale, positions).double().numpy()
+        return eps[s:] + guidance * (eps[:s] - eps[s:]) if guided else eps
 
     @torch.no_grad()
     def decode(self, arch: str, latents: np.ndarray) -> list[dict[str, np.ndarray]]:

@@ -40,10 +40,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .baselines import stable_seed  # noqa: E402
-from .cnn_generator import CnnGenerator, CnnGeneratorConfig  # noqa: E402
+from .cnn_generator import CnnGenerator, CnnGeneratorConfig, model_positions  # noqa: E402
 from .cnn_tokens import CnnCorpus, load_cnn_corpus  # noqa: E402
 from .cnn_zoo import CLASSES, CnnRecipe, get_arch, init_params, load_dataset_28, predict, train_population  # noqa: E402
 from .config import as_dict, cache_dir  # noqa: E402
+from .ddim import add_noise, ddim_step, timesteps  # noqa: E402
 from .evaluate_generator import error_iou, stats  # noqa: E402
 from .features import built_datasets, load_features  # noqa: E402
 from .head_generator import SamplingSettings  # noqa: E402
@@ -67,6 +68,7 @@ class CnnEvaluationConfig:
     finetune_shots: int = 20
     finetune_epochs: int = 10
     finetune_samples: int = 3  # generated CNNs fine-tuned per dataset; as many random inits
+    diagnostic_tasks: int = 6  # trained tasks for the diagnostics (averaging, recovery from noise)
 
 
 def sampling(config: CnnEvaluationConfig, seed: int, samples: int | None = None) -> SamplingSettings:
@@ -131,6 +133,64 @@ def seen_section(generator: CnnGenerator, corpus: CnnCorpus, config: CnnEvaluati
                                "zoo": stats(zoo), "ratio": float(np.mean(generated) / np.mean(zoo)), "chance": 1 / CLASSES}
             log.info("seen %s %s %s", arch, name, out[arch][name])
         out[arch]["memorisation"] = summarise(memo.get(arch, []))
+    return out
+
+
+# ---- diagnostics ----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def diagnostics_section(generator: CnnGenerator, corpus: CnnCorpus, config: CnnEvaluationConfig, validation: set[str],
+                        data_root: Path) -> dict:
+    """Where generation loses a CNN, on trained tasks, per arch:
+    - averaging: the decoded accuracy of one zoo checkpoint's latent (seed 0, last epoch), of the mean latent
+      of seed 0's snapshots, and of the mean of every seed's last-epoch latent: a denoiser that blurs
+      seeds (permutation modes) together lands on the last;
+    - recovery: that latent noised to timestep t (the training forward process), denoised by DDIM from t with
+      the task's condition, decoded; and the denoiser's ε error at t. A denoiser that knows the task's
+      weights from its images recovers them from any t."""
+    rng = np.random.default_rng(stable_seed(config.seed, "diagnostics"))
+    trained = [t for t, task in enumerate(corpus.task_ids) if task not in validation]
+    tasks = [int(t) for t in rng.choice(trained, size=min(config.diagnostic_tasks, len(trained)), replace=False)]
+    last = max(int(r["epoch"]) for r in corpus.model_rows)
+    starts = (100, 300, 500, 700)
+    out: dict = {"tasks": len(tasks), "timesteps": list(starts), "archs": {}}
+    for arch in sorted(set(corpus.model_arch)):
+        rows: dict[str, list[float]] = {"checkpoint": [], "seed_snapshot_mean": [], "cross_seed_mean": []}
+        recovery: dict[int, list[tuple[float, float]]] = {t: [] for t in starts}
+        for t in tasks:
+            x, y = corpus.images(t, data_root)[2:]
+            models = [m for m in range(len(corpus.tokens)) if int(corpus.model_task[m]) == t and corpus.model_arch[m] == arch]
+            latent = {m: generator.vae.encode(torch.from_numpy(corpus.tokens[m]),
+                                              torch.from_numpy(model_positions(corpus, m)))[0].numpy() for m in models}
+            seed0 = [m for m in models if int(corpus.model_rows[m]["seed"]) == 0]
+            finals = [m for m in models if int(corpus.model_rows[m]["epoch"]) == last]
+            reference = [m for m in seed0 if m in finals][0]
+
+            def accuracy(z: np.ndarray) -> float:
+                return float((predict(arch, generator.decode(arch, z[None].astype(np.float32))[0], x).argmax(-1) == y).mean())
+
+            rows["checkpoint"].append(accuracy(latent[reference]))
+            rows["seed_snapshot_mean"].append(accuracy(np.mean([latent[m] for m in seed0], 0)))
+            rows["cross_seed_mean"].append(accuracy(np.mean([latent[m] for m in finals], 0)))
+            support = [corpus.features[i] for i in corpus.draw_support(t, config.seen_shots, rng)]
+            class_tokens, dataset_token = generator.condition(support)
+            x0 = latent[reference][None] * generator.latent_scale
+            for start in starts:
+                noise = np.random.default_rng(stable_seed(config.seed, "recovery", t, start)).standard_normal(x0.shape)
+                xt = add_noise(generator.schedule, x0, noise, np.array([start]))
+                eps = generator.denoise(arch, class_tokens, dataset_token, xt, start)
+                z = xt
+                for step in timesteps(generator.schedule, config.steps):
+                    if step <= start:
+                        z, _ = ddim_step(generator.schedule, config.steps,
+                                         generator.denoise(arch, class_tokens, dataset_token, z, int(step)), int(step), z, 0.0, None)
+                recovery[start].append((accuracy(z[0] / generator.latent_scale), float(((eps - noise) ** 2).mean())))
+        out["archs"][arch] = {
+            **{k: float(np.mean(v)) for k, v in rows.items()},
+            "recovery": {str(s): {"accuracy": float(np.mean([a for a, _ in r])), "eps_mse": float(np.mean([e for _, e in r]))}
+                         for s, r in recovery.items()}}
+        log.info("diagnostics %s %s", arch, out["archs"][arch])
     return out
 
 
@@ -375,6 +435,19 @@ def write_report(metrics: dict, out_dir: Path) -> None:
         lines.append("")
         lines.append(f"{arch}: epochs for generated init to reach random init's {c['finetune_epochs']}-epoch accuracy, "
                      f"per dataset: {s['epochs_to_random_10_per_dataset']} (None: not within {c['finetune_epochs']}).")
+    d = metrics["diagnostics"]
+    lines += ["", "## Where generation loses the network (diagnostics)", "",
+              f"On {d['tasks']} trained tasks. Decoded accuracy of a zoo checkpoint's latent (seed 0, last epoch), of the "
+              "mean latent over that seed's snapshots, and of the mean over every seed's last-epoch latent; then that "
+              "latent noised to timestep t, denoised by DDIM from t with the task's own condition, decoded (and the "
+              "denoiser's ε mean squared error at t; 1.0 is no better than predicting 0).", "",
+              "| arch | checkpoint | seed's snapshots averaged | seeds averaged | "
+              + " | ".join(f"from t = {t}" for t in d["timesteps"]) + " |",
+              "|---|---|---|---|" + "---|" * len(d["timesteps"])]
+    for arch, r in d["archs"].items():
+        cells = " | ".join(f"{r['recovery'][str(t)]['accuracy']:.3f} (ε {r['recovery'][str(t)]['eps_mse']:.2f})"
+                           for t in d["timesteps"])
+        lines.append(f"| {arch} | {r['checkpoint']:.3f} | {r['seed_snapshot_mean']:.3f} | {r['cross_seed_mean']:.3f} | {cells} |")
     (out_dir / "REPORT.md").write_text("\n".join(lines) + "\n")
 
 
@@ -390,6 +463,7 @@ def run(config: CnnEvaluationConfig, generator_dir: Path) -> dict:
     metrics = {"config": as_dict(config), "training": {k: training[k] for k in ("inputs", "reconstruction", "timings")}}
     metrics["seen"] = seen_section(generator, corpus, config, validation, data_root)
     metrics["unseen"] = unseen_section(generator, corpus, config, data_root)
+    metrics["diagnostics"] = diagnostics_section(generator, corpus, config, validation, data_root)
     metrics["targets"] = targets(metrics)
     metrics["wall_s"] = time.monotonic() - started
     (generator_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
