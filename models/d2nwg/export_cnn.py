@@ -216,7 +216,8 @@ def export(generator_dir: Path) -> dict:
         "checkpoint": {name: sha256_file(generator_dir / name) for name in [f"{part}.pt" for part in MODEL_PARTS] + ["generator.json"]},
         "training_inputs": training["inputs"],
         "rebuild_command": ("cd models && /usr/bin/python3 -m d2nwg train-generator --family cnn && "
-                            "/usr/bin/python3 -m d2nwg export-generator --family cnn"),
+                            "/usr/bin/python3 -m d2nwg export-generator --family cnn && "
+                            "/usr/bin/python3 -m d2nwg quantize-generator --family cnn"),
         "torch_version": torch.__version__,
         "variants": {},  # reduced-precision graphs that lose no measurable accuracy: quantize.py adds them
     }
