@@ -448,6 +448,12 @@ def write_report(metrics: dict, out_dir: Path) -> None:
         cells = " | ".join(f"{r['recovery'][str(t)]['accuracy']:.3f} (ε {r['recovery'][str(t)]['eps_mse']:.2f})"
                            for t in d["timesteps"])
         lines.append(f"| {arch} | {r['checkpoint']:.3f} | {r['seed_snapshot_mean']:.3f} | {r['cross_seed_mean']:.3f} | {cells} |")
+    worst = max(d["archs"].values(), key=lambda r: r["cross_seed_mean"])
+    lines += ["", "Reading: averaging one seed's snapshots keeps a CNN, averaging across seeds (different permutation modes) "
+              f"breaks it (at most {worst['cross_seed_mean']:.3f}). From t ≥ 500 the denoiser, given the task's own images, "
+              "does not bring the network back: it has not learned which weights a task's images call for, only their "
+              "typical values, so sampling from noise lands at chance. Training the denoiser on seed 0's checkpoints only "
+              "(one mode per task) was tried and did not change this (see MODEL_CARD.md)."]
     (out_dir / "REPORT.md").write_text("\n".join(lines) + "\n")
 
 

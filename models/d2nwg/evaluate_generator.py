@@ -530,8 +530,33 @@ def write_report(metrics: dict, out_dir: Path) -> None:
         m = mem[kind]
         lines.append(f"| {kind} | {fmt(m['accuracy'])} | {fmt(m['distance'])} | {fmt(m['iou'])} |")
     lines.append(f"| (zoo checkpoints to each other) | | {fmt(mem['zoo_neighbour_distance'])} | |")
-    lines += ["", "## Not yet measured", "", *[f"- {x}" for x in metrics["not_yet"]], ""]
+    lines += ["", "## Ablations", "", "`ABLATIONS.md` (`python3 -m d2nwg ablate-generator`): without alignment, without the VAE, "
+              "with the paper's plain decoder, with whole-model flattening, and p-diff (one unconditional model per dataset).", ""]
+    lines += missed_targets(metrics, out_dir / "ablations.json")
     (out_dir / "REPORT.md").write_text("\n".join(lines))
+
+
+def missed_targets(metrics: dict, ablations_path: Path) -> list[str]:
+    """What the missed head targets were measured against: the ablations, when they have been run."""
+    if not ablations_path.exists():
+        return []
+    a = json.loads(ablations_path.read_text())
+    full, plain, released = a["variants"].get("full"), a["variants"].get("plain_decoder"), a["released"]
+    if full is None or plain is None:
+        return []
+    recon = metrics["training"]["reconstruction"]["ratio"]
+    return [
+        "## Missed targets: by how much, and what was tried", "",
+        f"- **VAE reconstruction** {recon:.3f} (target 0.99, short by {0.99 - recon:.3f}). The paper's plain decoder "
+        f"reconstructs better ({plain['training']['reconstruction']['ratio']:.3f}) but its generated heads fall from "
+        f"{full['unseen']['generated']:.3f} to {plain['unseen']['generated']:.3f} on unseen datasets (ablations), so the "
+        "release keeps the support decoder, which can only mix directions the support images define.",
+        f"- **Seen ÷ zoo** {metrics['seen']['trained']['ratio']:.3f} (target 1.00), **unseen ÷ nearest class mean** "
+        f"{released['unseen']['ratio_ncm']:.3f} (target 1.10) and **unseen ÷ logistic regression** "
+        f"{released['unseen']['ratio_logistic']:.3f} (target 0.98), the latter two in the ablation's draws: a denoiser trained 3.3× "
+        f"shorter scores the same ({full['seen']['ratio']:.3f}, {full['unseen']['ratio_logistic']:.3f}), and the "
+        "temperature sweep above moves it little, so sampling and the denoiser are not the limit; the decoder's span "
+        "is. A head fitted to the support images (logistic regression) is not restricted to that span.", ""]
 
 
 def targets(metrics: dict) -> list[dict]:
@@ -581,7 +606,6 @@ def run(config: EvaluationConfig, generator_dir: Path, data_name: str, zoo_name:
     metrics["finetune"] = finetune_section(generator, unseen, config, baseline)
     metrics["wall_s"] = time.monotonic() - started
     metrics["targets"] = targets(metrics)
-    metrics["not_yet"] = ["ablations (no VAE, no alignment, unconditional per-dataset, whole-model flattening)"]
     (generator_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     plot_unseen(metrics["unseen"], config.shots, generator_dir / "unseen.png")
     plot_finetune(metrics["finetune"], generator_dir / "finetune.png")
