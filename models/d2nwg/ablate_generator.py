@@ -45,9 +45,10 @@ import numpy as np
 import torch
 
 from .baselines import BaselineConfig, stable_seed
-from .config import DATA_DIR, RELEASE_DIR, as_dict, cache_dir, load_config
+from .config import DATA_DIR, RELEASE_DIR, as_dict, cache_dir, from_dict, load_config
 from .ddim import NoiseSchedule
-from .evaluate_generator import EvaluationConfig, accuracies, family_means, generate_all, settings, stats, unseen_section
+from .evaluate_generator import (EvaluationConfig, accuracies, family_means, generate_all, nearest, settings, stats,
+                                 unseen_section)
 from .features import built_datasets, load_features
 from .head_generator import HeadGenerator, SamplingSettings, load_checkpoint
 from .head_tokens import HeadCorpus, load_head_corpus
@@ -141,7 +142,7 @@ def train_variant(name: str, corpus: HeadCorpus, release: dict, base: GeneratorC
         scale = float(1.0 / np.concatenate([latents[h] for h in train]).std())
         encoder, _ = train_encoder(corpus, latents, train, cfg, rng)
     elif name == "whole_model":
-        classes = shared["whole_model_classes"]
+        classes = config.whole_model_classes
         train = np.array([h for h in train if len(corpus.tokens[h]) == classes])
         vae, info = train_flat_vae(corpus, train, classes, cfg, config, rng)
         latents = [None] * len(corpus.tokens)
@@ -281,15 +282,13 @@ def pdiff_section(corpus: HeadCorpus, shared: dict, release: dict, base: Generat
         train_w = np.stack([r["weight"] for r in records])
         train_b = np.stack([r["bias"] for r in records])
         trained = accuracies(train_w, train_b, x, y)
-        vectors = np.concatenate([train_w.reshape(len(records), -1), train_b], axis=1)
-        gen_vectors = np.concatenate([weight.reshape(len(weight), -1), bias], axis=1)
-        to_train = np.linalg.norm(gen_vectors[:, None] - vectors[None], axis=-1).min(1)
-        within = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
-        np.fill_diagonal(within, np.inf)
+        to_train = [nearest(w, b, train_w, train_b)[1] for w, b in zip(weight, bias)]
+        within = [nearest(train_w[i], train_b[i], np.delete(train_w, i, 0), np.delete(train_b, i, 0))[1]
+                  for i in range(len(records))]
         rows.append({"task": corpus.task_ids[t], "classes": len(keys), "checkpoints": len(records),
                      "generated": stats(generated), "checkpoints_accuracy": stats(trained),
                      "distance_to_nearest_checkpoint": stats(to_train),
-                     "checkpoint_nearest_neighbour_distance": stats(within.min(1)),
+                     "checkpoint_nearest_neighbour_distance": stats(within),
                      "wall_s": round(time.monotonic() - started, 1)})
         log.info("pdiff %s: %s", corpus.task_ids[t], rows[-1])
     return {"tasks": rows}
@@ -301,19 +300,19 @@ def pdiff_section(corpus: HeadCorpus, shared: dict, release: dict, base: Generat
 def run(config: AblationConfig, generator_dir: Path, table_path: Path) -> dict:
     started = time.monotonic()
     release = load_checkpoint(generator_dir)
-    base = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in release["config"].items()})
+    base = from_dict(GeneratorConfig, release["config"])
     data_root = cache_dir() / base.data_name
     corpus = load_head_corpus(cache_dir() / base.zoo_name / "heads", data_root, base.max_heads)
     generator = HeadGenerator(release)
     shared = {"vae": generator.vae, "encoder": generator.encoder, "latents": encode_heads(generator.vae, corpus),
-              "latent_scale": generator.latent_scale, "whole_model_classes": config.whole_model_classes}
+              "latent_scale": generator.latent_scale}
     rng = np.random.default_rng(config.seed)
     shared["banks"] = condition_bank(generator.encoder, corpus, dataclasses.replace(base, bank_draws=config.bank_draws), rng)
     table = json.loads(table_path.read_text())
-    baseline = BaselineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in table["config"].items()})
+    baseline = from_dict(BaselineConfig, table["config"])
     unseen_ids = [d for d, p in built_datasets(data_root) if p == "unseen"]
     unseen = [load_features(d, data_root) for d in unseen_ids[: config.max_unseen or None]]
-    whole = shared["whole_model_classes"]
+    whole = config.whole_model_classes
     results: dict = {"config": as_dict(config), "generator_config": release["config"], "whole_model_classes": whole,
                      "released_reconstruction": json.loads((generator_dir / "training.json").read_text())["reconstruction"],
                      "released": {}, "variants": {}}

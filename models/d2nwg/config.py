@@ -48,3 +48,8 @@ def cache_dir() -> Path:
 
 def as_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """The inverse of `as_dict` after a JSON round trip: lists become the tuples the dataclass holds."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -43,7 +43,7 @@ from .baselines import stable_seed  # noqa: E402
 from .cnn_generator import CnnGenerator, CnnGeneratorConfig, model_positions  # noqa: E402
 from .cnn_tokens import CnnCorpus, load_cnn_corpus  # noqa: E402
 from .cnn_zoo import CLASSES, CnnRecipe, get_arch, init_params, load_dataset_28, predict, train_population  # noqa: E402
-from .config import as_dict, cache_dir  # noqa: E402
+from .config import as_dict, cache_dir, from_dict  # noqa: E402
 from .ddim import add_noise, ddim_step, timesteps  # noqa: E402
 from .evaluate_generator import error_iou, stats  # noqa: E402
 from .features import built_datasets, load_features  # noqa: E402
@@ -461,7 +461,7 @@ def run(config: CnnEvaluationConfig, generator_dir: Path) -> dict:
     started = time.monotonic()
     generator = CnnGenerator.load(generator_dir)
     training = json.loads((generator_dir / "training.json").read_text())
-    gen_config = CnnGeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in training["config"].items()})
+    gen_config = from_dict(CnnGeneratorConfig, training["config"])
     data_root = cache_dir() / gen_config.data_name
     corpus = load_cnn_corpus(cache_dir() / gen_config.zoo_name / "cnns", data_root, gen_config.max_models,
                              tuple(gen_config.archs))

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .baselines import BaselineConfig, choose_c, draw_support, fit_logistic, nearest_class_mean, normalise, stable_seed  # noqa: E402
-from .config import DATA_DIR, RELEASE_DIR, as_dict, cache_dir, load_config  # noqa: E402
+from .config import DATA_DIR, RELEASE_DIR, as_dict, cache_dir, from_dict, load_config  # noqa: E402
 from .features import DatasetFeatures, built_datasets, load_features  # noqa: E402
 from .head_generator import HeadGenerator, SamplingSettings  # noqa: E402
 from .head_tokens import HeadCorpus, load_head_corpus  # noqa: E402
@@ -586,7 +586,7 @@ def run(config: EvaluationConfig, generator_dir: Path, data_name: str, zoo_name:
     training = json.loads((generator_dir / "training.json").read_text())
     data_root = cache_dir() / data_name
     table = json.loads(baseline_table.read_text())
-    baseline = BaselineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in table["config"].items()})
+    baseline = from_dict(BaselineConfig, table["config"])
     c_one_shot = table["one_shot_c"]
     corpus = load_head_corpus(cache_dir() / zoo_name / "heads", data_root, max_heads)
     validation = set(generator.checkpoint["validation_tasks"])
