@@ -31,6 +31,26 @@ function captured() {
   return { out, err };
 }
 
+/** `evaluate --json` with the class folder as both support and query; its report, parsed. */
+async function evaluateOnItself<T>(
+  data: string,
+  weights: string,
+  io: { err: string[]; out: string[] },
+): Promise<T> {
+  const code = await main([
+    'evaluate',
+    '--support',
+    data,
+    '--query',
+    data,
+    '--weights',
+    weights,
+    '--json',
+  ]);
+  expect(code, io.err.join('')).toBe(0);
+  return JSON.parse(io.out.join('')) as T;
+}
+
 afterEach(() => vi.restoreAllMocks());
 
 describe('d2nwg command-line tool', () => {
@@ -70,23 +90,12 @@ describe('d2nwg command-line tool', () => {
     expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('| 1 | squares |');
     expect(readFileSync(join(out, 'sample-1.onnx')).length).toBeGreaterThan(2 * 1792 * 4);
 
-    const code2 = await main([
-      'evaluate',
-      '--support',
-      data,
-      '--query',
-      data,
-      '--weights',
-      out,
-      '--json',
-    ]);
-    expect(code2, io.err.join('')).toBe(0);
-    const result = JSON.parse(io.out.join('')) as {
+    const result = await evaluateOnItself<{
       generated: { samples: number; accuracies: number[]; mean: number };
       nearest_class_mean: number;
       logistic_regression: { accuracy: number };
       random_init: { networks: number };
-    };
+    }>(data, out, io);
     expect(result.generated.samples).toBe(2);
     for (const a of result.generated.accuracies) expect(a).toBeGreaterThanOrEqual(0);
     // Support and query are the same images here: both baselines must fit them.
@@ -143,18 +152,7 @@ describe('d2nwg command-line tool', () => {
     expect(metadata).toMatchObject({ family: 'cnn', arch: 'cnn-s' });
     expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('CNN cnn-s');
 
-    const code2 = await main([
-      'evaluate',
-      '--support',
-      data,
-      '--query',
-      data,
-      '--weights',
-      out,
-      '--json',
-    ]);
-    expect(code2, io.err.join('')).toBe(0);
-    const result = JSON.parse(io.out.join('')) as {
+    const result = await evaluateOnItself<{
       family: string;
       generated: { samples: number; accuracies: number[] };
       random_init: { networks: number; mean: number };
@@ -163,7 +161,7 @@ describe('d2nwg command-line tool', () => {
         random_init: { mean: number };
         pretrained: { task: string; accuracy: number };
       };
-    };
+    }>(data, out, io);
     expect(result.family).toBe('cnn');
     expect(result.generated.samples).toBe(2);
     for (const a of result.generated.accuracies) expect(a * 5).toSatisfy(Number.isInteger); // 5 query images
