@@ -10,10 +10,12 @@ export function App({ initialBackend }: { initialBackend: BackendRequest }) {
   const backendRequest = useAppStore((s) => s.backendRequest);
   const setBackendRequest = useAppStore((s) => s.setBackendRequest);
   const runSlice = useAppStore((s) => s.runSlice);
+  const loadRelease = useAppStore((s) => s.loadRelease);
   useEffect(() => {
     setBackendRequest(initialBackend);
+    void loadRelease();
     void runSlice();
-  }, [initialBackend, setBackendRequest, runSlice]);
+  }, [initialBackend, setBackendRequest, runSlice, loadRelease]);
 
   return (
     <main>

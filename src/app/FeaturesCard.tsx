@@ -1,7 +1,7 @@
 import { describeBackend } from '../engine/runtime';
 import type { FeaturesResult } from '../worker/protocol';
 import { useAppStore } from './context';
-import { describeProgress } from './progress';
+import { describeProgress } from '../engine/progress';
 
 function norm(features: Float32Array): number {
   return Math.sqrt(features.reduce((s, v) => s + v * v, 0));

@@ -1,12 +1,12 @@
 import { useState, type DragEvent } from 'react';
-import type { Family } from '../engine/generator-check';
+import type { Family } from '../engine/generators';
+import { describeProgress } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
 import { describeBackend } from '../engine/runtime';
 import { encodeSafetensors } from '../engine/safetensors';
 import type { GenerateResult } from '../worker/protocol';
 import { useAppStore } from './context';
 import { filesOfEntry, type PickedFile } from './dataset';
-import { describeProgress } from './progress';
 
 function save(bytes: Uint8Array | string, name: string, type = 'application/octet-stream'): void {
   const part = typeof bytes === 'string' ? bytes : new Uint8Array(bytes); // a copy on a plain ArrayBuffer
@@ -14,9 +14,18 @@ function save(bytes: Uint8Array | string, name: string, type = 'application/octe
   const link = document.createElement('a');
   link.href = url;
   link.download = name;
+  document.body.append(link);
   link.click();
-  URL.revokeObjectURL(url);
+  link.remove();
+  // Revoked later, not at once: the browser may not have started reading the blob yet.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
+
+const PRECISION_LABELS: Record<Precision, string> = {
+  int8: 'int8 weights (smallest download)',
+  fp16: 'fp16 weights',
+  fp32: 'fp32',
+};
 
 function metadata(result: GenerateResult, sample: number): Record<string, string> {
   return {
@@ -89,6 +98,7 @@ export function GenerateCard() {
   const dataset = useAppStore((s) => s.dataset);
   const problem = useAppStore((s) => s.datasetProblem);
   const settings = useAppStore((s) => s.generateSettings);
+  const release = useAppStore((s) => s.release);
   const run = useAppStore((s) => s.generateRun);
   const setDataset = useAppStore((s) => s.setDataset);
   const setSettings = useAppStore((s) => s.setGenerateSettings);
@@ -165,86 +175,101 @@ export function GenerateCard() {
           )}
         </div>
       )}
-      <fieldset disabled={busy}>
-        <label>
-          Family{' '}
-          <select
-            data-testid="family-select"
-            value={settings.family}
-            onChange={(e) => setSettings({ family: e.target.value as Family })}
-          >
-            <option value="head">head: a classifier on the frozen backbone</option>
-            <option value="cnn">cnn: every weight of a small CNN (28×28 grayscale)</option>
-          </select>
-        </label>{' '}
-        {settings.family === 'cnn' && (
+      {release.status === 'loading' && <p role="status">Reading the release…</p>}
+      {release.status === 'error' && (
+        <p className="error" data-testid="release-error">
+          The release could not be read: {release.message}
+        </p>
+      )}
+      {settings !== null && release.status === 'ready' && (
+        <fieldset disabled={busy}>
           <label>
-            Architecture{' '}
+            Family{' '}
             <select
-              data-testid="arch-select"
-              value={settings.arch}
-              onChange={(e) => setSettings({ arch: e.target.value })}
+              data-testid="family-select"
+              value={settings.family}
+              onChange={(e) => setSettings({ family: e.target.value as Family })}
             >
-              <option value="cnn-w">cnn-w (11,018 weights)</option>
-              <option value="cnn-s">cnn-s (2,464 weights)</option>
+              <option value="head">head: a classifier on the frozen backbone</option>
+              <option value="cnn">cnn: every weight of a small CNN (28×28 grayscale)</option>
             </select>
+          </label>{' '}
+          {settings.family === 'cnn' && (
+            <label>
+              Architecture{' '}
+              <select
+                data-testid="arch-select"
+                value={settings.arch}
+                onChange={(e) => setSettings({ arch: e.target.value })}
+              >
+                {release.info.cnn.archs.map((a) => (
+                  <option key={a.name} value={a.name}>
+                    {a.name} ({a.parameters.toLocaleString('en')} weights at 10 classes)
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}{' '}
+          <label>
+            Samples{' '}
+            <input
+              type="number"
+              min={1}
+              max={32}
+              data-testid="samples-input"
+              value={settings.samples}
+              onChange={(e) =>
+                setSettings({ samples: Math.max(1, Math.round(Number(e.target.value) || 1)) })
+              }
+            />
+          </label>{' '}
+          <label>
+            DDIM steps{' '}
+            <input
+              type="number"
+              min={1}
+              max={1000}
+              data-testid="steps-input"
+              value={settings.steps}
+              onChange={(e) =>
+                setSettings({ steps: Math.max(1, Math.round(Number(e.target.value) || 1)) })
+              }
+            />
+          </label>{' '}
+          <label>
+            Graphs{' '}
+            <select
+              data-testid="precision-select"
+              value={settings.precision}
+              onChange={(e) => setSettings({ precision: e.target.value as Precision })}
+            >
+              {(['int8', 'fp16', 'fp32'] as const)
+                .filter((p) => release.info[settings.family].precisions.includes(p))
+                .map((p) => (
+                  <option key={p} value={p}>
+                    {PRECISION_LABELS[p]}
+                  </option>
+                ))}
+            </select>
+          </label>{' '}
+          <label>
+            Seed{' '}
+            <input
+              type="number"
+              min={0}
+              data-testid="seed-input"
+              value={settings.seed}
+              onChange={(e) =>
+                setSettings({ seed: Math.max(0, Math.round(Number(e.target.value) || 0)) })
+              }
+            />
           </label>
-        )}{' '}
-        <label>
-          Samples{' '}
-          <input
-            type="number"
-            min={1}
-            max={32}
-            data-testid="samples-input"
-            value={settings.samples}
-            onChange={(e) =>
-              setSettings({ samples: Math.max(1, Math.round(Number(e.target.value) || 1)) })
-            }
-          />
-        </label>{' '}
-        <label>
-          DDIM steps{' '}
-          <input
-            type="number"
-            min={1}
-            max={1000}
-            data-testid="steps-input"
-            value={settings.steps}
-            onChange={(e) =>
-              setSettings({ steps: Math.max(1, Math.round(Number(e.target.value) || 1)) })
-            }
-          />
-        </label>{' '}
-        <label>
-          Graphs{' '}
-          <select
-            data-testid="precision-select"
-            value={settings.precision}
-            onChange={(e) => setSettings({ precision: e.target.value as Precision })}
-          >
-            <option value="int8">int8 weights (smallest download)</option>
-            <option value="fp16">fp16 weights</option>
-            <option value="fp32">fp32</option>
-          </select>
-        </label>{' '}
-        <label>
-          Seed{' '}
-          <input
-            type="number"
-            min={0}
-            data-testid="seed-input"
-            value={settings.seed}
-            onChange={(e) =>
-              setSettings({ seed: Math.max(0, Math.round(Number(e.target.value) || 0)) })
-            }
-          />
-        </label>
-      </fieldset>
+        </fieldset>
+      )}
       <button
         data-testid="generate-button"
         onClick={() => void generate()}
-        disabled={busy || dataset === null || problem !== null}
+        disabled={busy || dataset === null || problem !== null || settings === null}
       >
         Generate
       </button>{' '}
@@ -287,9 +312,9 @@ function Result({ result }: { result: GenerateResult }) {
         <span data-testid="generate-backend" data-backend={result.backend}>
           {describeBackend(result)}
         </span>{' '}
-        (features on {result.featureBackend}): features {t.features.toFixed(0)} ms, encoder{' '}
-        {t.encode.toFixed(0)} ms, {result.options.steps} DDIM steps {t.denoise.toFixed(0)} ms,
-        decoder {t.decode.toFixed(0)} ms.
+        (features on {result.featureBackend ?? 'given'}): features {t.features.toFixed(0)} ms,
+        encoder {t.encode.toFixed(0)} ms, {result.options.steps} DDIM steps {t.denoise.toFixed(0)}{' '}
+        ms, decoder {t.decode.toFixed(0)} ms.
       </p>
       {result.unreadable.length > 0 && (
         <details>

@@ -1,6 +1,6 @@
 import { describeBackend } from '../engine/runtime';
 import { useAppStore } from './context';
-import { describeProgress } from './progress';
+import { describeProgress } from '../engine/progress';
 
 export function RuntimeSliceCard() {
   const sliceRun = useAppStore((s) => s.sliceRun);

@@ -15,8 +15,6 @@ export interface PageDataset {
   skipped: string[];
 }
 
-export const MAX_CLASSES = 20;
-
 function isImage(name: string): boolean {
   const lower = name.toLowerCase();
   return IMAGE_EXTENSIONS.some((ext) => lower.endsWith(ext));
@@ -49,15 +47,18 @@ export function groupByClass(files: readonly PickedFile[]): PageDataset {
   return { classes: sorted.map((name) => ({ name, files: classes.get(name)! })), skipped };
 }
 
-/** Why this dataset cannot be generated for, or null when it can. */
-export function datasetProblem(dataset: PageDataset): string | null {
+/**
+ * Why this dataset cannot be generated for, or null when it can. `maxClasses`
+ * comes from the release's manifests (null while they are being read).
+ */
+export function datasetProblem(dataset: PageDataset, maxClasses: number | null): string | null {
   const n = dataset.classes.length;
   if (n === 0)
     return 'no images in class folders: choose a folder that holds one sub-folder of images per class';
   if (n === 1)
     return `only one class ("${dataset.classes[0]!.name}"): a classifier needs at least 2 class folders`;
-  if (n > MAX_CLASSES)
-    return `${n} classes: this release generates for up to ${MAX_CLASSES} classes`;
+  if (maxClasses !== null && n > maxClasses)
+    return `${n} classes: this release generates for up to ${maxClasses} classes`;
   return null;
 }
 

@@ -4,8 +4,17 @@
 import { create, type StateCreator } from 'zustand';
 import type { BackendRequest } from '../engine/runtime';
 import type { SliceResult } from '../engine/slice';
-import type { Progress, WorkerClient } from '../worker/client';
-import type { Family, GeneratorCheckResult } from '../engine/generator-check';
+import type { WorkerClient } from '../worker/client';
+import type { GeneratorCheckResult } from '../engine/generator-check';
+import { fetchSource } from '../engine/files';
+import {
+  describeGenerator,
+  FAMILIES,
+  readGeneratorManifest,
+  type Family,
+  type GeneratorDescription,
+} from '../engine/generators';
+import type { Progress } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
 import type { FeaturesResult, GenerateResult } from '../worker/protocol';
 import { datasetProblem, groupByClass, type PageDataset, type PickedFile } from './dataset';
@@ -40,10 +49,19 @@ export interface GenerateSettings {
   precision: Precision;
 }
 
+/** What each family's release offers (its manifest's defaults), once read. */
+export type ReleaseInfo = Record<Family, GeneratorDescription>;
+
 export interface GenerateSlice {
+  release:
+    | { status: 'loading' }
+    | { status: 'ready'; info: ReleaseInfo }
+    | { status: 'error'; message: string };
+  loadRelease(): Promise<void>;
   dataset: PageDataset | null;
   datasetProblem: string | null;
-  generateSettings: GenerateSettings;
+  /** Null until the release's defaults are read. */
+  generateSettings: GenerateSettings | null;
   generateRun: Run<GenerateResult>;
   checkRuns: Record<Family, Run<GeneratorCheckResult>>;
   setDataset(files: readonly PickedFile[]): void;
@@ -76,7 +94,7 @@ const createRuntimeSlice =
       const backend = get().backendRequest;
       const running = (progress: Progress) =>
         set({ sliceRun: { status: 'running', backend, progress } });
-      running({ stage: 'loading', done: 0, total: 1 });
+      running({ stage: 'load-release', done: 0, total: 1 });
       try {
         const result = await deps
           .client()
@@ -96,7 +114,7 @@ const createFeaturesSlice =
       const backend = get().backendRequest;
       const running = (progress: Progress) =>
         set({ featuresRun: { status: 'running', backend, progress } });
-      running({ stage: 'decoding', done: 0, total: files.length });
+      running({ stage: 'read-images', done: 0, total: files.length });
       try {
         const images = await Promise.all(
           files.map(async (file) => ({ name: file.name, bytes: await file.arrayBuffer() })),
@@ -122,34 +140,75 @@ const createGenerateSlice =
   (deps: AppDependencies): Slice<GenerateSlice> =>
   (set, get) => {
     let controller: AbortController | null = null;
+    /** The chosen family's class limit, from its manifest (null until read). */
+    const maxClasses = () => {
+      const release = get().release;
+      const family = get().generateSettings?.family ?? 'head';
+      return release.status === 'ready' ? release.info[family].maxClasses : null;
+    };
     return {
+      release: { status: 'loading' },
+      loadRelease: async () => {
+        try {
+          const entries = await Promise.all(
+            FAMILIES.map(async (family) => {
+              const source = fetchSource(`${deps.releaseUrl}${family}/`);
+              return [
+                family,
+                describeGenerator(await readGeneratorManifest(family, source)),
+              ] as const;
+            }),
+          );
+          const info = Object.fromEntries(entries) as ReleaseInfo;
+          const family = get().generateSettings?.family ?? 'head';
+          const d = info[family];
+          set({
+            release: { status: 'ready', info },
+            generateSettings: {
+              family,
+              arch: info.cnn.defaultArch,
+              samples: d.sampling.samples,
+              steps: d.sampling.steps,
+              seed: d.sampling.seed,
+              // int8 weights: a quarter of the download, no measurable accuracy change (quantization.json)
+              precision: d.precisions.includes('int8') ? 'int8' : 'fp32',
+            },
+          });
+          const dataset = get().dataset;
+          if (dataset !== null) set({ datasetProblem: datasetProblem(dataset, maxClasses()) });
+        } catch (error) {
+          set({ release: { status: 'error', message: (error as Error).message } });
+        }
+      },
       dataset: null,
       datasetProblem: null,
-      // int8 weights: a quarter of the download, no measurable accuracy change (quantization.json)
-      generateSettings: {
-        family: 'head',
-        arch: 'cnn-w',
-        samples: 4,
-        steps: 50,
-        seed: 0,
-        precision: 'int8',
-      },
+      generateSettings: null,
       generateRun: { status: 'idle' },
       checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
       setDataset: (files) => {
         const dataset = groupByClass(files);
-        set({ dataset, datasetProblem: datasetProblem(dataset), generateRun: { status: 'idle' } });
+        set({
+          dataset,
+          datasetProblem: datasetProblem(dataset, maxClasses()),
+          generateRun: { status: 'idle' },
+        });
       },
-      setGenerateSettings: (settings) =>
-        set({ generateSettings: { ...get().generateSettings, ...settings } }),
+      setGenerateSettings: (settings) => {
+        const current = get().generateSettings;
+        if (current === null) return;
+        set({ generateSettings: { ...current, ...settings } });
+        const dataset = get().dataset;
+        if (dataset !== null) set({ datasetProblem: datasetProblem(dataset, maxClasses()) });
+      },
       generate: async () => {
         const { dataset, generateSettings: g, backendRequest: backend } = get();
-        if (dataset === null || datasetProblem(dataset) !== null) return;
+        if (dataset === null || g === null || datasetProblem(dataset, maxClasses()) !== null)
+          return;
         controller?.abort();
         controller = new AbortController();
         const running = (progress: Progress) =>
           set({ generateRun: { status: 'running', backend, progress } });
-        running({ stage: 'decoding', done: 0, total: 1 });
+        running({ stage: 'read-images', done: 0, total: 1 });
         try {
           const classes = await Promise.all(
             dataset.classes.map(async (c) => ({
@@ -168,8 +227,7 @@ const createGenerateSlice =
               backend,
               family: g.family,
               ...(g.family === 'cnn' ? { arch: g.arch } : {}),
-              generatorUrl: `${deps.releaseUrl}${g.family}/`,
-              backboneUrl: `${deps.releaseUrl}backbone/`,
+              releaseUrl: deps.releaseUrl,
               classes,
               options: { samples: g.samples, steps: g.steps, seed: g.seed },
               precision: g.precision,
@@ -191,7 +249,7 @@ const createGenerateSlice =
         update({
           status: 'running',
           backend,
-          progress: { stage: 'loading-generator', done: 0, total: 1 },
+          progress: { stage: 'load-generator', done: 0, total: 1 },
         });
         try {
           const result = await deps.client().request(
@@ -199,7 +257,7 @@ const createGenerateSlice =
               type: 'check-generator',
               backend,
               family,
-              generatorUrl: `${deps.releaseUrl}${family}/`,
+              releaseUrl: deps.releaseUrl,
             },
             (progress) => update({ status: 'running', backend, progress }),
           );

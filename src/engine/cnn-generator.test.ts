@@ -1,29 +1,30 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { maxAbsDifference } from './compare';
-import { CnnGenerator, loadCnnGeneratorFiles, type CnnWeights } from './cnn-generator';
-import { cnnLogits } from '../node/onnx-cnn';
+import type { CnnGenerator, CnnWeights } from './cnn-generator';
+import { runCnn } from './evaluation';
+import { GeneratorRegistry } from './generators';
 import { directorySource, nodeHost } from './node-host';
 import { cnnToOnnx } from './onnx-writer';
+import { GenerationCancelled, type Progress } from './progress';
 import { Mulberry32 } from './rng';
-import { selectBackend } from './runtime';
-import { GenerationCancelled, type GenerationProgress } from './sampling';
 import { checkGenerator, cnnTraceSchema, traceSupport } from './generator-check';
 import { parse } from './schema';
 
 const cnnDir = fileURLToPath(new URL('../../models/release/cnn/', import.meta.url));
 
+const registry = new GeneratorRegistry(nodeHost, () => directorySource(cnnDir));
+afterAll(() => registry.releaseAll());
+
 async function setUp() {
-  const files = await loadCnnGeneratorFiles(directorySource(cnnDir));
+  const generator = (await registry.open('cnn', { backend: 'cpu' })) as CnnGenerator;
+  const files = { manifest: generator.manifest };
   const trace = parse(
     cnnTraceSchema,
     JSON.parse(await readFile(`${cnnDir}/${files.manifest.trace.file}`, 'utf8')),
     'trace.json',
   );
-  const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
-  await probeSession.release();
-  const generator = await CnnGenerator.create(files, selected);
   const support = traceSupport(trace);
   return { files, trace, generator, support };
 }
@@ -31,7 +32,7 @@ async function setUp() {
 describe('cnn generator on onnxruntime-node, replaying the factory trace', () => {
   it('encodes the support and predicts the first denoising step like PyTorch', async () => {
     const { files, trace, generator, support } = await setUp();
-    try {
+    {
       const tolerance = files.manifest.trace.max_abs_error;
       const { classTokens, datasetToken } = await generator.condition(support);
       expect(
@@ -53,18 +54,20 @@ describe('cnn generator on onnxruntime-node, replaying the factory trace', () =>
       expect(
         maxAbsDifference(Array.from(eps.subarray(size)), first.eps_unconditional),
       ).toBeLessThanOrEqual(tolerance);
-    } finally {
-      await generator.release();
     }
   });
 
   it('generates the same CNN weights as PyTorch for the same seed', async () => {
     const { files, trace, generator, support } = await setUp();
-    try {
-      const progress: GenerationProgress[] = [];
-      const result = await generator.generate(trace.arch, support, trace.settings, {
-        onProgress: (p) => progress.push(p),
-      });
+    {
+      const progress: Progress[] = [];
+      const result = await generator.generate(
+        support,
+        { ...trace.settings, arch: trace.arch },
+        {
+          onProgress: (p) => progress.push(p),
+        },
+      );
       expect(result.networks).toHaveLength(trace.settings.samples);
       const tolerance = files.manifest.trace.max_abs_error;
       result.networks.forEach((net, s) => {
@@ -79,14 +82,12 @@ describe('cnn generator on onnxruntime-node, replaying the factory trace', () =>
         }
       });
       expect(progress.filter((p) => p.stage === 'denoise')).toHaveLength(trace.settings.steps);
-    } finally {
-      await generator.release();
     }
   });
 
   it('writes an ONNX CNN that computes what the factory-exported one does', async () => {
     const { files, trace, generator } = await setUp();
-    try {
+    {
       const net: CnnWeights = {};
       for (const [name, t] of Object.entries(trace.tensors[0]!))
         net[name] = { shape: t.shape, data: Float32Array.from(t.data) };
@@ -96,33 +97,31 @@ describe('cnn generator on onnxruntime-node, replaying the factory trace', () =>
         new Mulberry32(9).normals(4 * 28 * 28),
         (v) => Math.abs(v) / 3,
       );
-      const a = await cnnLogits(ours, images, 4);
-      const b = await cnnLogits(new Uint8Array(theirs), images, 4);
+      const a = await runCnn(nodeHost, ours, images, 4);
+      const b = await runCnn(nodeHost, new Uint8Array(theirs), images, 4);
       expect(a).toHaveLength(4 * trace.class_tokens.shape[0]!);
       expect(maxAbsDifference(Array.from(a), Array.from(b))).toBeLessThanOrEqual(1e-4);
-    } finally {
-      await generator.release();
     }
   });
 
   it('passes its own trace check on the cpu backend', async () => {
-    const result = await checkGenerator('cnn', directorySource(cnnDir), 'cpu', nodeHost);
+    const result = await checkGenerator('cnn', registry, 'cpu');
     expect(result).toMatchObject({ family: 'cnn', backend: 'cpu', passed: true });
     expect(result.maxError).toBeLessThanOrEqual(result.tolerance);
   });
 
   it('says which architectures exist, and stops when cancelled', async () => {
     const { generator, support } = await setUp();
-    try {
+    {
       expect(generator.archs).toEqual(['cnn-s', 'cnn-w']);
-      await expect(generator.generate('cnn-x', support)).rejects.toThrow(
+      expect(generator.resolveArch(undefined)).toBe(generator.manifest.default_arch);
+      await expect(generator.generate(support, { arch: 'cnn-x' })).rejects.toThrow(
         /unknown CNN architecture "cnn-x"/,
       );
       const controller = new AbortController();
       const run = generator.generate(
-        'cnn-w',
         support,
-        { samples: 1, steps: 20 },
+        { arch: 'cnn-w', samples: 1, steps: 20 },
         {
           signal: controller.signal,
           onProgress: (p) => {
@@ -131,8 +130,6 @@ describe('cnn generator on onnxruntime-node, replaying the factory trace', () =>
         },
       );
       await expect(run).rejects.toBeInstanceOf(GenerationCancelled);
-    } finally {
-      await generator.release();
     }
   });
 });

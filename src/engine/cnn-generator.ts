@@ -6,10 +6,11 @@
 // models/d2nwg/cnn_generator.py, so the same seed gives the same weights.
 
 import type { FileSource } from './files';
+import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
-import type { NamedTensor } from './safetensors';
+import { cnnToOnnx } from './onnx-writer';
+import { timedStage, type Control } from './progress';
 import {
-  checkSamples,
   checkSupport,
   graphOutput,
   loadGeneratorFiles,
@@ -17,12 +18,13 @@ import {
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
+  samplingOptions,
   scheduleSchema,
-  stage,
   variantsSchema,
-  type GenerationControl,
+  type GeneratedWeights,
+  type GenerateOptions,
+  type NetworkWeights,
   type Precision,
-  type SamplingOptions,
 } from './sampling';
 import { array, integer, literal, number, object, record, string } from './schema';
 
@@ -68,6 +70,7 @@ export const cnnManifestSchema = object({
     archs: record(archSchema),
   }),
   max_classes: integer,
+  default_arch: string,
   zoo_reference: object({ file: string, sha256: string, bytes: integer, tasks: integer }),
   trace: object({
     file: string,
@@ -101,15 +104,7 @@ export function loadCnnGeneratorFiles(
 }
 
 /** One generated CNN: its tensors by PyTorch name, in layout order. */
-export type CnnWeights = Record<string, NamedTensor>;
-
-export interface GeneratedCnns {
-  arch: string;
-  samples: number;
-  classes: number;
-  networks: CnnWeights[];
-  timingsMs: { encode: number; denoise: number; decode: number };
-}
+export type CnnWeights = NetworkWeights;
 
 function bodyTokens(layout: CnnArchLayout): number {
   return layout.body.reduce((n, b) => n + b.chunks, 0);
@@ -160,19 +155,33 @@ export function tokensToWeights(
 }
 
 export class CnnGenerator extends GeneratorSessions<CnnManifest> {
-  static async create(files: CnnGeneratorFiles, backend: SelectedBackend): Promise<CnnGenerator> {
-    return new CnnGenerator(...(await GeneratorSessions.open(files, backend)));
+  readonly family = 'cnn';
+
+  static async create(
+    files: CnnGeneratorFiles,
+    backend: SelectedBackend,
+    decoderSession?: InferenceSession,
+  ): Promise<CnnGenerator> {
+    return new CnnGenerator(...(await GeneratorSessions.open(files, backend, decoderSession)));
   }
 
   get archs(): string[] {
     return Object.keys(this.manifest.layout.archs).sort();
   }
 
+  resolveArch(arch: string | undefined): string {
+    const name = arch ?? this.manifest.default_arch;
+    if (this.manifest.layout.archs[name] === undefined)
+      throw new Error(`unknown CNN architecture "${name}"; choose one of ${this.archs.join(', ')}`);
+    return name;
+  }
+
   layout(arch: string): CnnArchLayout {
-    const layout = this.manifest.layout.archs[arch];
-    if (layout === undefined)
-      throw new Error(`unknown CNN architecture "${arch}"; choose one of ${this.archs.join(', ')}`);
-    return layout;
+    return this.manifest.layout.archs[this.resolveArch(arch)]!;
+  }
+
+  toOnnx(network: NetworkWeights, arch: string, docString: string): Uint8Array {
+    return cnnToOnnx(this.layout(arch), network, docString);
   }
 
   /** ε̂ for `rows` copies of the condition ([rows, T, L] latents), the first `conditional` with it. */
@@ -243,39 +252,43 @@ export class CnnGenerator extends GeneratorSessions<CnnManifest> {
     );
   }
 
-  /** Generates `samples` CNNs of `arch` for the classes of `support` (per class [K_c × F] features). */
+  /** Generates `samples` CNNs (of `options.arch`, else the release's default) for the classes of `support`. */
   async generate(
-    arch: string,
     support: readonly Float32Array[],
-    options: Partial<SamplingOptions> = {},
-    control: GenerationControl = {},
-  ): Promise<GeneratedCnns> {
+    options: GenerateOptions = {},
+    control: Control = {},
+  ): Promise<GeneratedWeights> {
+    const arch = this.resolveArch(options.arch);
     const layout = this.layout(arch);
-    const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
+    const o = samplingOptions(this.manifest.sampling_defaults, options);
     const dim = this.manifest.backbone.feature_dim;
     const classes = support.length;
     checkSupport(support, dim, this.manifest.max_classes, 'CNNs');
-    checkSamples(o.samples);
-    const encoded = await stage('encode', control, () => this.condition(support));
+    const encoded = await timedStage('encode', control, () => this.condition(support));
     const { classTokens, datasetToken } = encoded.result;
     const tokens = bodyTokens(layout) + classes;
-    const denoised = await stage('denoise', control, () =>
-      sampleLatents(
-        this.manifest.schedule,
-        o.samples * tokens * this.manifest.latent_dim,
-        o,
-        (x, t, rows, conditional) =>
-          this.eps(arch, x, t, rows, conditional, classTokens, datasetToken),
-        control,
-      ),
+    const denoised = await timedStage(
+      'denoise',
+      control,
+      () =>
+        sampleLatents(
+          this.manifest.schedule,
+          o.samples * tokens * this.manifest.latent_dim,
+          o,
+          (x, t, rows, conditional) =>
+            this.eps(arch, x, t, rows, conditional, classTokens, datasetToken),
+          control,
+        ),
+      { reportUnits: false },
     );
-    const decoded = await stage('decode', control, () =>
+    const decoded = await timedStage('decode', control, () =>
       this.decode(arch, denoised.result, o.samples, classes),
     );
     return {
+      family: 'cnn',
       arch,
-      samples: o.samples,
       classes,
+      options: o,
       networks: decoded.result,
       timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
     };

@@ -2,19 +2,13 @@
 // the same support, settings and seed must give the weights PyTorch recorded.
 // The Node tests, the page's "generator check" and the e2e suite all use it.
 
-import { CnnGenerator, loadCnnGeneratorFiles } from './cnn-generator';
-import { readJson, type FileSource } from './files';
-import { HeadGenerator, loadHeadGeneratorFiles } from './head-generator';
-import {
-  selectBackend,
-  type Backend,
-  type BackendAttempt,
-  type BackendRequest,
-  type RuntimeHost,
-} from './runtime';
+import { readJson } from './files';
+import { readGeneratorManifest, type GeneratorRegistry } from './generators';
+import { generateWeights } from './pipeline';
+import type { Control } from './progress';
+import type { Backend, BackendAttempt, BackendRequest } from './runtime';
+import type { Family } from './sampling';
 import { array, integer, number, object, parse, record, string } from './schema';
-
-export type Family = 'head' | 'cnn';
 
 const tensor = object({ shape: array(integer), data: array(number) });
 const settings = object({
@@ -96,56 +90,56 @@ export interface GeneratorCheckResult {
   generateMs: number;
 }
 
+/** The trace's expected networks, by PyTorch name (heads: one weight and bias per sample). */
+function expectedNetworks(trace: HeadTrace | CnnTrace): Record<string, { data: number[] }>[] {
+  if ('tensors' in trace) return trace.tensors;
+  const [samples, classes, dim] = trace.weight.shape as [number, number, number];
+  return Array.from({ length: samples }, (_, s) => ({
+    weight: { data: trace.weight.data.slice(s * classes * dim, (s + 1) * classes * dim) },
+    bias: { data: trace.bias.data.slice(s * classes, (s + 1) * classes) },
+  }));
+}
+
+/** Replays the family's trace through `generateWeights` on the backend `request` asks for (fp32 graphs). */
 export async function checkGenerator(
   family: Family,
-  source: FileSource,
+  generators: GeneratorRegistry,
   request: BackendRequest,
-  host: RuntimeHost,
+  control: Control = {},
 ): Promise<GeneratorCheckResult> {
-  const files =
-    family === 'head' ? await loadHeadGeneratorFiles(source) : await loadCnnGeneratorFiles(source);
-  const { selected, probeSession } = await selectBackend(request, host, files.decoder);
-  await probeSession.release();
-  const tolerance = files.manifest.trace.max_abs_error * 10;
+  const source = generators.source(family);
+  const manifest = await readGeneratorManifest(family, source);
+  const json = await readJson(source, manifest.trace.file);
+  const trace =
+    family === 'head'
+      ? parse(headTraceSchema, json, 'trace.json')
+      : parse(cnnTraceSchema, json, 'trace.json');
+  const tolerance = manifest.trace.max_abs_error * 10;
   const started = performance.now();
+  const result = await generateWeights(
+    {
+      family,
+      ...('arch' in trace ? { arch: trace.arch } : {}),
+      precision: 'fp32',
+      backend: request,
+      options: trace.settings,
+      data: {
+        features: traceSupport(trace).map((features, c) => ({ name: `class ${c}`, features })),
+      },
+      onnx: false,
+    },
+    { generators },
+    control,
+  );
   let maxError = 0;
-  if (files.manifest.family === 'head') {
-    const trace = parse(
-      headTraceSchema,
-      await readJson(source, files.manifest.trace.file),
-      'trace.json',
-    );
-    const generator = await HeadGenerator.create({ ...files, manifest: files.manifest }, selected);
-    try {
-      const heads = await generator.generate(traceSupport(trace), trace.settings);
-      maxError = Math.max(
-        relativeError(heads.weight, trace.weight.data),
-        relativeError(heads.bias, trace.bias.data),
-      );
-    } finally {
-      await generator.release();
-    }
-  } else {
-    const trace = parse(
-      cnnTraceSchema,
-      await readJson(source, files.manifest.trace.file),
-      'trace.json',
-    );
-    const generator = await CnnGenerator.create({ ...files, manifest: files.manifest }, selected);
-    try {
-      const result = await generator.generate(trace.arch, traceSupport(trace), trace.settings);
-      result.networks.forEach((net, s) => {
-        for (const [name, t] of Object.entries(trace.tensors[s]!))
-          maxError = Math.max(maxError, relativeError(net[name]?.data ?? [], t.data));
-      });
-    } finally {
-      await generator.release();
-    }
-  }
+  expectedNetworks(trace).forEach((expected, s) => {
+    for (const [name, t] of Object.entries(expected))
+      maxError = Math.max(maxError, relativeError(result.networks[s]?.[name]?.data ?? [], t.data));
+  });
   return {
     family,
-    backend: selected.backend,
-    skipped: selected.skipped,
+    backend: result.backend,
+    skipped: result.skipped,
     maxError,
     tolerance,
     passed: maxError <= tolerance,

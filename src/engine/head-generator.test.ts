@@ -1,40 +1,46 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { maxAbsDifference } from './compare';
-import {
-  GenerationCancelled,
-  HeadGenerator,
-  loadHeadGeneratorFiles,
-  supportBasis,
-  type GenerationProgress,
-} from './head-generator';
+import { GeneratorRegistry } from './generators';
+import { HeadGenerator, supportBasis } from './head-generator';
 import { directorySource, nodeHost } from './node-host';
+import { GenerationCancelled, type Progress } from './progress';
 import { Mulberry32 } from './rng';
-import { selectBackend } from './runtime';
+import type { GeneratedWeights, Precision } from './sampling';
 import { checkGenerator, headTraceSchema, relativeError, traceSupport } from './generator-check';
 import { parse } from './schema';
 
 const headDir = fileURLToPath(new URL('../../models/release/head/', import.meta.url));
+// One registry for the file: each precision's sessions are opened once.
+const registry = new GeneratorRegistry(nodeHost, () => directorySource(headDir));
+afterAll(() => registry.releaseAll());
 
-async function setUp() {
-  const files = await loadHeadGeneratorFiles(directorySource(headDir));
+async function setUp(precision: Precision = 'fp32') {
+  const generator = (await registry.open('head', { backend: 'cpu', precision })) as HeadGenerator;
+  const files = { manifest: generator.manifest };
   const trace = parse(
     headTraceSchema,
     JSON.parse(await readFile(`${headDir}/${files.manifest.trace.file}`, 'utf8')),
     'trace.json',
   );
-  const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
-  await probeSession.release();
-  const generator = await HeadGenerator.create(files, selected);
   const support = traceSupport(trace);
   return { files, trace, generator, support };
+}
+
+/** Every sample's weight rows, one after the other: [S, C, F]. */
+function weights(result: GeneratedWeights): Float32Array {
+  return Float32Array.from(result.networks.flatMap((n) => Array.from(n.weight!.data)));
+}
+
+function biases(result: GeneratedWeights): Float32Array {
+  return Float32Array.from(result.networks.flatMap((n) => Array.from(n.bias!.data)));
 }
 
 describe('head generator on onnxruntime-node, replaying the factory trace', () => {
   it('encodes the support like PyTorch', async () => {
     const { files, trace, generator, support } = await setUp();
-    try {
+    {
       const { classTokens, datasetToken } = await generator.condition(support);
       const tolerance = files.manifest.trace.max_abs_error;
       expect(
@@ -46,26 +52,25 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
       expect(
         maxAbsDifference(Array.from(supportBasis(support, generator.featureDim)), trace.basis.data),
       ).toBeLessThanOrEqual(1e-6);
-    } finally {
-      await generator.release();
     }
   });
 
   it('generates the same heads as PyTorch for the same seed, step by step', async () => {
     const { files, trace, generator, support } = await setUp();
-    try {
-      const progress: GenerationProgress[] = [];
+    {
+      const progress: Progress[] = [];
       const heads = await generator.generate(support, trace.settings, {
         onProgress: (p) => progress.push(p),
       });
       const tolerance = files.manifest.trace.max_abs_error;
-      expect(heads.weight.length).toBe(trace.weight.data.length);
+      expect(heads.networks).toHaveLength(trace.settings.samples);
+      expect(weights(heads).length).toBe(trace.weight.data.length);
       // Weights are ~100× the latents in size; compare relative to their scale.
       const scale = Math.max(...trace.weight.data.map(Math.abs));
       expect(
-        maxAbsDifference(Array.from(heads.weight), trace.weight.data) / scale,
+        maxAbsDifference(Array.from(weights(heads)), trace.weight.data) / scale,
       ).toBeLessThanOrEqual(tolerance);
-      expect(maxAbsDifference(Array.from(heads.bias), trace.bias.data)).toBeLessThanOrEqual(
+      expect(maxAbsDifference(Array.from(biases(heads)), trace.bias.data)).toBeLessThanOrEqual(
         tolerance * 10,
       );
       expect(progress.filter((p) => p.stage === 'denoise').map((p) => p.done)).toEqual(
@@ -85,14 +90,12 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
       expect(
         maxAbsDifference(Array.from(eps.subarray(noise.length)), first.eps_unconditional),
       ).toBeLessThanOrEqual(tolerance);
-    } finally {
-      await generator.release();
     }
   });
 
   it('permuting the classes with their noise permutes the rows; a new seed gives other heads', async () => {
     const { generator, support } = await setUp();
-    try {
+    {
       const options = { samples: 1, steps: 5, eta: 0, guidance: 1, seed: 3, temperature: 0 };
       const a = await generator.generate(support, options);
       const order = [2, 0, 1];
@@ -105,22 +108,22 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
       order.forEach((from, to) => {
         expect(
           maxAbsDifference(
-            Array.from(b.weight.subarray(to * dim, (to + 1) * dim)),
-            Array.from(a.weight.subarray(from * dim, (from + 1) * dim)),
+            Array.from(weights(b).subarray(to * dim, (to + 1) * dim)),
+            Array.from(weights(a).subarray(from * dim, (from + 1) * dim)),
           ),
         ).toBeLessThan(1e-3);
       });
       const c = await generator.generate(support, { ...options, temperature: 1, seed: 4 });
       const d = await generator.generate(support, { ...options, temperature: 1, seed: 5 });
-      expect(maxAbsDifference(Array.from(c.weight), Array.from(d.weight))).toBeGreaterThan(1e-3);
-    } finally {
-      await generator.release();
+      expect(maxAbsDifference(Array.from(weights(c)), Array.from(weights(d)))).toBeGreaterThan(
+        1e-3,
+      );
     }
   });
 
   it('stops at the next step when cancelled, and refuses one class', async () => {
     const { generator, support } = await setUp();
-    try {
+    {
       const controller = new AbortController();
       const run = generator.generate(
         support,
@@ -134,13 +137,11 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
       );
       await expect(run).rejects.toBeInstanceOf(GenerationCancelled);
       await expect(generator.generate(support.slice(0, 1))).rejects.toThrow(/at least 2 classes/);
-    } finally {
-      await generator.release();
     }
   });
 
   it('passes its own trace check on the cpu backend', async () => {
-    const result = await checkGenerator('head', directorySource(headDir), 'cpu', nodeHost);
+    const result = await checkGenerator('head', registry, 'cpu');
     expect(result).toMatchObject({ family: 'head', backend: 'cpu', passed: true });
     expect(result.maxError).toBeLessThanOrEqual(result.tolerance);
   });
@@ -148,19 +149,16 @@ describe('head generator on onnxruntime-node, replaying the factory trace', () =
   it('loads the shipped int8 and fp16 variants, which generate nearly the fp32 heads', async () => {
     const { trace, support } = await setUp();
     for (const precision of ['fp16', 'int8'] as const) {
-      const files = await loadHeadGeneratorFiles(directorySource(headDir), precision);
-      expect(files.decoder.length).toBeLessThan(files.manifest.graphs.decoder.bytes * 0.6);
-      const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
-      await probeSession.release();
-      const generator = await HeadGenerator.create(files, selected);
-      try {
-        const heads = await generator.generate(support, trace.settings);
-        const error = relativeError(heads.weight, trace.weight.data);
-        expect(error, precision).toBeGreaterThan(0); // really other weights
-        expect(error, precision).toBeLessThan(precision === 'fp16' ? 1e-2 : 5e-2);
-      } finally {
-        await generator.release();
-      }
+      const { generator } = await setUp(precision);
+      expect(generator.precision).toBe(precision);
+      const manifest = generator.manifest;
+      expect(manifest.variants[precision]!.decoder!.bytes).toBeLessThan(
+        manifest.graphs.decoder.bytes * 0.6,
+      );
+      const heads = await generator.generate(support, trace.settings);
+      const error = relativeError(weights(heads), trace.weight.data);
+      expect(error, precision).toBeGreaterThan(0); // really other weights
+      expect(error, precision).toBeLessThan(precision === 'fp16' ? 1e-2 : 5e-2);
     }
   });
 });

@@ -7,9 +7,11 @@
 import type { FileSource } from './files';
 import { unitNormalise } from './heads';
 import { array, integer, literal, number, object, record, string } from './schema';
+import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
+import { headToOnnx } from './onnx-writer';
+import { timedStage, type Control } from './progress';
 import {
-  checkSamples,
   checkSupport,
   graphOutput as output,
   loadGeneratorFiles,
@@ -17,19 +19,13 @@ import {
   graphSchema,
   sampleLatents,
   samplingDefaultsSchema,
+  samplingOptions,
   scheduleSchema,
-  stage,
   variantsSchema,
-  type GenerationControl,
+  type GeneratedWeights,
+  type GenerateOptions,
+  type NetworkWeights,
   type Precision,
-  type SamplingOptions,
-} from './sampling';
-
-export {
-  GenerationCancelled,
-  type GenerationProgress,
-  type GenerationStage,
-  type SamplingOptions,
 } from './sampling';
 
 export const headManifestSchema = object({
@@ -62,17 +58,6 @@ export const headManifestSchema = object({
   variants: variantsSchema,
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
-
-export interface GeneratedHeads {
-  samples: number;
-  classes: number;
-  featureDim: number;
-  /** [samples, classes, featureDim], row-major: applied to unit-norm features. */
-  weight: Float32Array;
-  /** [samples, classes] */
-  bias: Float32Array;
-  timingsMs: { encode: number; denoise: number; decode: number };
-}
 
 export interface HeadGeneratorFiles {
   manifest: HeadManifest;
@@ -118,8 +103,29 @@ export function supportBasis(support: readonly Float32Array[], dim: number): Flo
 }
 
 export class HeadGenerator extends GeneratorSessions<HeadManifest> {
-  static async create(files: HeadGeneratorFiles, backend: SelectedBackend): Promise<HeadGenerator> {
-    return new HeadGenerator(...(await GeneratorSessions.open(files, backend)));
+  readonly family = 'head';
+
+  static async create(
+    files: HeadGeneratorFiles,
+    backend: SelectedBackend,
+    decoderSession?: InferenceSession,
+  ): Promise<HeadGenerator> {
+    return new HeadGenerator(...(await GeneratorSessions.open(files, backend, decoderSession)));
+  }
+
+  /** Heads have one architecture, the manifest's. */
+  resolveArch(arch: string | undefined): string {
+    const only = this.manifest.layout.architecture;
+    if (arch !== undefined && arch !== only)
+      throw new Error(`the head family has one architecture, ${only}; got "${arch}"`);
+    return only;
+  }
+
+  toOnnx(network: NetworkWeights, _arch: string, docString: string): Uint8Array {
+    const { weight, bias } = network;
+    if (weight === undefined || bias === undefined)
+      throw new Error('a head needs its weight and bias tensors');
+    return headToOnnx(weight.data, bias.data, bias.shape[0]!, this.featureDim, docString);
   }
 
   get featureDim(): number {
@@ -189,35 +195,47 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   /** Generates `samples` heads for the classes of `support` (per class [K_c × F] features). */
   async generate(
     support: readonly Float32Array[],
-    options: Partial<SamplingOptions> = {},
-    control: GenerationControl = {},
-  ): Promise<GeneratedHeads> {
-    const o: SamplingOptions = { ...this.manifest.sampling_defaults, ...options };
+    options: GenerateOptions = {},
+    control: Control = {},
+  ): Promise<GeneratedWeights> {
+    const arch = this.resolveArch(options.arch);
+    const o = samplingOptions(this.manifest.sampling_defaults, options);
     const dim = this.featureDim;
     const classes = support.length;
     checkSupport(support, dim, this.manifest.max_classes, 'heads');
-    checkSamples(o.samples);
-    const encoded = await stage('encode', control, () => this.condition(support));
+    const encoded = await timedStage('encode', control, () => this.condition(support));
     const { classTokens, datasetToken } = encoded.result;
-    const denoised = await stage('denoise', control, () =>
-      sampleLatents(
-        this.manifest.schedule,
-        o.samples * classes * this.manifest.latent_dim,
-        o,
-        (x, t, rows, conditional) =>
-          this.eps(x, t, rows, conditional, classes, classTokens, datasetToken),
-        control,
-      ),
+    const denoised = await timedStage(
+      'denoise',
+      control,
+      () =>
+        sampleLatents(
+          this.manifest.schedule,
+          o.samples * classes * this.manifest.latent_dim,
+          o,
+          (x, t, rows, conditional) =>
+            this.eps(x, t, rows, conditional, classes, classTokens, datasetToken),
+          control,
+        ),
+      { reportUnits: false },
     );
-    const decoded = await stage('decode', control, () =>
+    const decoded = await timedStage('decode', control, () =>
       this.decode(denoised.result, o.samples, supportBasis(support, dim)),
     );
+    const { weight, bias } = decoded.result;
+    const networks = Array.from({ length: o.samples }, (_, s) => ({
+      weight: {
+        shape: [classes, dim],
+        data: weight.slice(s * classes * dim, (s + 1) * classes * dim),
+      },
+      bias: { shape: [classes], data: bias.slice(s * classes, (s + 1) * classes) },
+    }));
     return {
-      samples: o.samples,
+      family: 'head',
+      arch,
       classes,
-      featureDim: dim,
-      weight: decoded.result.weight,
-      bias: decoded.result.bias,
+      options: o,
+      networks,
       timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
     };
   }

@@ -7,6 +7,8 @@ import { Mulberry32 } from './rng';
 import { readJson, readVerified, type FileSource } from './files';
 import { unitNormalise } from './heads';
 import type { SelectedBackend } from './runtime';
+import type { NamedTensor } from './safetensors';
+import { throwIfCancelled, yieldToEventLoop, type Control } from './progress';
 import {
   array,
   integer,
@@ -112,47 +114,44 @@ export interface SamplingOptions {
   temperature: number;
 }
 
-export type GenerationStage = 'encode' | 'denoise' | 'decode';
-export interface GenerationProgress {
-  stage: GenerationStage;
-  /** Steps done of `total` within the stage (DDIM steps for `denoise`, else 0 or 1). */
-  done: number;
-  total: number;
+export const FAMILIES = ['head', 'cnn'] as const;
+export type Family = (typeof FAMILIES)[number];
+
+/** One generated network: its tensors by PyTorch name, in layout order. */
+export type NetworkWeights = Record<string, NamedTensor>;
+
+/** What every family's `generate` returns. */
+export interface GeneratedWeights {
+  family: Family;
+  arch: string;
+  classes: number;
+  /** The settings that ran: the manifest's defaults with the caller's overrides. */
+  options: SamplingOptions;
+  networks: NetworkWeights[];
+  timingsMs: { encode: number; denoise: number; decode: number };
 }
 
-export interface GenerationControl {
-  signal?: AbortSignal;
-  onProgress?: (p: GenerationProgress) => void;
-}
+/** Sampling settings plus, for families with several architectures, which one. */
+export type GenerateOptions = Partial<SamplingOptions> & { arch?: string };
 
-export class GenerationCancelled extends Error {
-  constructor() {
-    super('generation was cancelled');
-    this.name = 'GenerationCancelled';
-  }
-}
-
-/**
- * Lets queued events run (a worker's "cancel" message): onnxruntime-web's wasm
- * runs can resolve without ever returning to the event loop, so a loop of
- * awaited runs would otherwise never see the message. A MessageChannel hop, not
- * setTimeout, which browsers clamp to 4 ms when nested.
- */
-export function yieldToEventLoop(): Promise<void> {
-  if (typeof MessageChannel === 'undefined')
-    return new Promise((resolve) => setTimeout(resolve, 0));
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => {
-      channel.port1.close();
-      resolve();
-    };
-    channel.port2.postMessage(null);
-  });
-}
-
-export function throwIfCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new GenerationCancelled();
+/** The manifest's defaults with the caller's settings; rejects settings no run can use. */
+export function samplingOptions(
+  defaults: SamplingOptions,
+  options: Partial<SamplingOptions>,
+): SamplingOptions {
+  const o: SamplingOptions = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof SamplingOptions)[])
+    if (options[key] !== undefined) o[key] = options[key];
+  if (!Number.isInteger(o.samples) || o.samples < 1)
+    throw new Error(`samples must be a positive integer, got ${o.samples}`);
+  if (!Number.isInteger(o.steps) || o.steps < 1)
+    throw new Error(`steps must be a positive integer, got ${o.steps}`);
+  if (!Number.isInteger(o.seed) || o.seed < 0)
+    throw new Error(`seed must be a non-negative integer, got ${o.seed}`);
+  for (const key of ['eta', 'guidance', 'temperature'] as const)
+    if (!Number.isFinite(o[key]) || o[key] < 0)
+      throw new Error(`${key} must be a non-negative number, got ${o[key]}`);
+  return o;
 }
 
 /** Per-class features a generator can take: 2…max classes, each a positive multiple of `dim` values. */
@@ -174,11 +173,6 @@ export function checkSupport(
         `class ${c} has ${s.length} feature values; expected a positive multiple of ${dim}`,
       );
   });
-}
-
-export function checkSamples(samples: number): void {
-  if (!Number.isInteger(samples) || samples < 1)
-    throw new Error(`samples must be a positive integer, got ${samples}`);
 }
 
 export function graphOutput(
@@ -211,7 +205,7 @@ export async function sampleLatents(
   size: number,
   o: SamplingOptions,
   eps: EpsFunction,
-  { signal, onProgress }: GenerationControl = {},
+  { signal, onProgress }: Control = {},
 ): Promise<Float64Array> {
   const scheduler = new DdimScheduler(schedule);
   scheduler.setTimesteps(o.steps);
@@ -244,6 +238,7 @@ export async function sampleLatents(
 /** The three graph sessions of a family on one backend, and the tensors they take. */
 export interface GeneratorGraphs<M> {
   manifest: M;
+  precision: Precision;
   encoder: Uint8Array;
   denoiser: Uint8Array;
   decoder: Uint8Array;
@@ -253,6 +248,8 @@ export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> 
   protected constructor(
     readonly manifest: M,
     readonly backend: SelectedBackend,
+    /** The precision of the opened graphs. */
+    readonly precision: Precision,
     protected readonly encoder: InferenceSession,
     protected readonly denoiser: InferenceSession,
     protected readonly decoder: InferenceSession,
@@ -262,13 +259,14 @@ export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> 
   protected static async open<M extends { backbone: { feature_dim: number } }>(
     files: GeneratorGraphs<M>,
     backend: SelectedBackend,
+    /** The decoder's session when the backend choice already opened it. */
+    decoderSession?: InferenceSession,
   ) {
-    const [encoder, denoiser, decoder] = await Promise.all([
-      backend.createSession(files.encoder),
-      backend.createSession(files.denoiser),
-      backend.createSession(files.decoder),
-    ]);
-    return [files.manifest, backend, encoder, denoiser, decoder] as const;
+    // One at a time: onnxruntime-web fails ("Session already started") on concurrent creation.
+    const encoder = await backend.createSession(files.encoder);
+    const denoiser = await backend.createSession(files.denoiser);
+    const decoder = decoderSession ?? (await backend.createSession(files.decoder));
+    return [files.manifest, backend, files.precision, encoder, denoiser, decoder] as const;
   }
 
   async release(): Promise<void> {
@@ -308,18 +306,4 @@ export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> 
       dims,
     );
   }
-}
-
-/** Runs `body` and reports the stage's start and end; returns its result and milliseconds. */
-export async function stage<T>(
-  name: GenerationStage,
-  control: GenerationControl,
-  body: () => Promise<T>,
-): Promise<{ result: T; ms: number }> {
-  throwIfCancelled(control.signal);
-  const started = performance.now();
-  if (name !== 'denoise') control.onProgress?.({ stage: name, done: 0, total: 1 });
-  const result = await body();
-  if (name !== 'denoise') control.onProgress?.({ stage: name, done: 1, total: 1 });
-  return { result, ms: performance.now() - started };
 }

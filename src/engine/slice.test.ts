@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { directorySource, nodeHost } from './node-host';
-import { BackendUnavailableError, describeBackend, selectBackend } from './runtime';
+import { BackendUnavailableError, selectBackend } from './runtime';
 import { loadSlice, runSlice } from './slice';
 
 const sliceDir = fileURLToPath(new URL('../../models/release/slice/', import.meta.url));
@@ -16,26 +16,25 @@ describe('runtime slice on onnxruntime-node', () => {
     expect(result.passed).toBe(true);
   });
 
-  it('auto tries WebGPU first and reports the backend that ran', async () => {
+  it('auto runs the native cpu backend in Node, and WebGPU only when asked for by name', async () => {
     const files = await loadSlice(directorySource(sliceDir));
     const result = await runSlice(files, 'auto', nodeHost);
     expect(result.passed).toBe(true);
-    if (result.backend === 'cpu') {
-      // No adapter here (these machines have no GPU): WebGPU was tried first and its failure kept.
-      expect(result.skipped.map((a) => a.backend)).toEqual(['webgpu']);
-      expect(result.skipped[0]?.error).not.toBe('');
-      expect(describeBackend(result)).toMatch(/^cpu \(webgpu skipped: .+\)$/);
-    } else {
-      expect(result.backend).toBe('webgpu');
-      expect(result.skipped).toEqual([]);
-    }
+    expect(result.backend).toBe('cpu');
+    expect(result.skipped).toEqual([]);
+    const webgpu = await runSlice(files, 'webgpu', nodeHost).catch((e: unknown) => e);
+    if (webgpu instanceof Error)
+      expect(webgpu.message).toMatch(
+        /^no backend could run the model \(asked for webgpu\): webgpu: .+/,
+      );
+    else expect((webgpu as { backend: string }).backend).toBe('webgpu');
   });
 
   it('refuses a backend the host does not offer, naming what it offers', async () => {
     const files = await loadSlice(directorySource(sliceDir));
     const error = await selectBackend('wasm', nodeHost, files.graph).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendUnavailableError);
-    expect((error as Error).message).toContain('wasm: not offered in node (offered: webgpu, cpu)');
+    expect((error as Error).message).toContain('wasm: not offered in node (offered: cpu, webgpu)');
   });
 
   it('rejects a graph whose bytes differ from the manifest', async () => {

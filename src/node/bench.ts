@@ -10,11 +10,16 @@ import { format, resolveConfig } from 'prettier';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CnnGenerator, loadCnnGeneratorFiles } from '../engine/cnn-generator';
-import { HeadGenerator, loadHeadGeneratorFiles } from '../engine/head-generator';
+import {
+  describeGenerator,
+  FAMILIES,
+  GeneratorRegistry,
+  readGeneratorManifest,
+  type Family,
+} from '../engine/generators';
 import { directorySource, nodeHost } from '../engine/node-host';
+import { generateWeights, type ClassFeatures } from '../engine/pipeline';
 import { Mulberry32 } from '../engine/rng';
-import { selectBackend } from '../engine/runtime';
 import type { Precision } from '../engine/sampling';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
@@ -35,25 +40,12 @@ interface Row {
   peakRssMb: number;
 }
 
-function support(dim: number): Float32Array[] {
+function support(dim: number): ClassFeatures[] {
   const rng = new Mulberry32(1);
-  return Array.from({ length: CLASSES }, () =>
-    Float32Array.from({ length: IMAGES * dim }, () => rng.normal()),
-  );
-}
-
-function newRow(
-  family: string,
-  arch: string,
-  precision: Precision,
-  files: { encoder: Uint8Array; denoiser: Uint8Array; decoder: Uint8Array },
-): Row {
-  const graphs = {
-    encoder: files.encoder.length,
-    denoiser: files.denoiser.length,
-    decoder: files.decoder.length,
-  };
-  return { family, arch, precision, graphs, encode: [], denoise: [], decode: [], peakRssMb: 0 };
+  return Array.from({ length: CLASSES }, (_, c) => ({
+    name: `class ${c}`,
+    features: Float32Array.from({ length: IMAGES * dim }, () => rng.normal()),
+  }));
 }
 
 function median(values: number[]): number {
@@ -84,41 +76,42 @@ async function main(): Promise<void> {
   const options = { samples: SAMPLES, steps: STEPS, seed: 0 };
   let peak = 0;
   const track = () => (peak = Math.max(peak, process.memoryUsage().rss / 2 ** 20));
-  const headSource = directorySource(join(release, 'head'));
-  const cnnSource = directorySource(join(release, 'cnn'));
-  const shipped = async (source: typeof headSource): Promise<Precision[]> => {
-    const manifest = JSON.parse(new TextDecoder().decode(await source('manifest.json'))) as {
-      variants: Record<string, unknown>;
-    };
-    return ['fp32', ...(Object.keys(manifest.variants) as Precision[])];
-  };
-
-  for (const precision of await shipped(headSource)) {
-    const files = await loadHeadGeneratorFiles(headSource, precision);
-    const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
-    await probeSession.release();
-    const generator = await HeadGenerator.create(files, selected);
-    const row = newRow('head', files.manifest.layout.architecture, precision, files);
-    const features = support(files.manifest.backbone.feature_dim);
-    await timed(() => generator.generate(features, options), repeats, row, track);
-    await generator.release();
-    row.peakRssMb = peak;
-    rows.push(row);
-  }
-  for (const precision of await shipped(cnnSource)) {
-    const files = await loadCnnGeneratorFiles(cnnSource, precision);
-    const { selected, probeSession } = await selectBackend('cpu', nodeHost, files.decoder);
-    await probeSession.release();
-    const generator = await CnnGenerator.create(files, selected);
-    const features = support(files.manifest.backbone.feature_dim);
-    for (const arch of generator.archs) {
-      const row = newRow('cnn', arch, precision, files);
-      await timed(() => generator.generate(arch, features, options), repeats, row, track);
-      row.peakRssMb = peak;
-      rows.push(row);
+  const source = (family: Family) => directorySource(join(release, family));
+  const generators = new GeneratorRegistry(nodeHost, source);
+  for (const family of FAMILIES) {
+    const manifest = await readGeneratorManifest(family, source(family));
+    const description = describeGenerator(manifest);
+    const features = support(description.featureDim);
+    for (const precision of description.precisions) {
+      const graphs = Object.fromEntries(
+        (['encoder', 'denoiser', 'decoder'] as const).map((g) => [
+          g,
+          precision === 'fp32' ? manifest.graphs[g].bytes : manifest.variants[precision]![g]!.bytes,
+        ]),
+      );
+      for (const { name: arch } of description.archs) {
+        const row: Row = {
+          family,
+          arch,
+          precision,
+          graphs,
+          encode: [],
+          denoise: [],
+          decode: [],
+          peakRssMb: 0,
+        };
+        const run = () =>
+          generateWeights(
+            { family, arch, precision, backend: 'cpu', options, data: { features }, onnx: false },
+            { generators },
+          );
+        await timed(run, repeats, row, track);
+        row.peakRssMb = peak;
+        rows.push(row);
+      }
     }
-    await generator.release();
   }
+  await generators.releaseAll();
 
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} threads available, Node ${process.version}`;
   const out = join(repoRoot, 'bench');

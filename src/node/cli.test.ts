@@ -1,4 +1,13 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,14 +102,18 @@ describe('d2nwg command-line tool', () => {
     const result = await evaluateOnItself<{
       generated: { samples: number; accuracies: number[]; mean: number };
       nearest_class_mean: number;
-      logistic_regression: { accuracy: number };
+      logistic_regression: { accuracy: number; c: number };
       random_init: { networks: number };
     }>(data, out, io);
     expect(result.generated.samples).toBe(2);
-    for (const a of result.generated.accuracies) expect(a).toBeGreaterThanOrEqual(0);
-    // Support and query are the same images here: both baselines must fit them.
+    // One accuracy per sample, each a count of the 5 query images.
+    expect(result.generated.accuracies).toHaveLength(2);
+    for (const a of result.generated.accuracies) expect(Math.round(a * 5)).toBeCloseTo(a * 5, 9);
+    // Support and query are the same images here: nearest class mean must fit them; logistic
+    // regression takes the factory's C grid, where C = 1 may underfit 5 images but beats chance.
     expect(result.nearest_class_mean).toBe(1);
-    expect(result.logistic_regression.accuracy).toBe(1);
+    expect([1, 10, 100, 1000]).toContain(result.logistic_regression.c);
+    expect(result.logistic_regression.accuracy).toBeGreaterThan(0.5);
     expect(result.random_init.networks).toBe(10);
   }, 120_000);
 
@@ -169,10 +182,15 @@ describe('d2nwg command-line tool', () => {
     const prototypes = result.with_prototype_last_layer;
     expect(prototypes.pretrained.task).toMatch(/^[a-z0-9-]+\/[^:]+:(\d+,){9}\d+$/); // a seen zoo task
     expect(prototypes.pretrained.accuracy * 5).toSatisfy(Number.isInteger);
-    for (const m of [prototypes.generated.mean, prototypes.random_init.mean]) {
-      expect(m).toBeGreaterThanOrEqual(0);
-      expect(m).toBeLessThanOrEqual(1);
-    }
+    // Means of counts over 5 query images: of 2 generated bodies, and of 10 random ones.
+    expect(Math.round(prototypes.generated.mean * 10)).toBeCloseTo(
+      prototypes.generated.mean * 10,
+      9,
+    );
+    expect(Math.round(prototypes.random_init.mean * 50)).toBeCloseTo(
+      prototypes.random_init.mean * 50,
+      9,
+    );
   }, 120_000);
 
   it('answers mistakes with one line and exit code 1', async () => {
@@ -201,12 +219,137 @@ describe('d2nwg command-line tool', () => {
       await main(['generate', '--data', classFolder(), '--out', out, '--samples', 'many']),
     ).toBe(1);
     expect(await main(['evaluate', '--support', classFolder()])).toBe(1);
-    expect(io.err).toEqual([
+    expect(io.err.filter((line) => line.startsWith('d2nwg:'))).toEqual([
       `d2nwg: cannot read folder ${missing}: ENOENT: no such file or directory, stat '${missing}'\n`,
-      'd2nwg: unknown --family "mlp"; choose head or cnn\n',
-      'd2nwg: unknown --arch "cnn-x"; choose one of cnn-s, cnn-w\n',
+      'd2nwg: unknown family "mlp"; choose one of head, cnn\n',
+      'd2nwg: unknown CNN architecture "cnn-x"; choose one of cnn-s, cnn-w\n',
       'd2nwg: --samples must be a number, got "many"\n',
       'd2nwg: evaluate needs --support <folder>, --query <folder> and --weights <dir>\n',
     ]);
   });
+
+  it('checks every setting before reading an image', async () => {
+    const io = captured();
+    const out = join(mkdtempSync(join(tmpdir(), 'd2nwg-early-')), 'out');
+    expect(
+      await main(['generate', '--data', classFolder(), '--out', out, '--backend', 'webgl']),
+    ).toBe(1);
+    expect(
+      await main(['generate', '--data', classFolder(), '--out', out, '--backend', 'wasm']),
+    ).toBe(1);
+    expect(
+      await main(['generate', '--data', classFolder(), '--out', out, '--precision', 'int4']),
+    ).toBe(1);
+    expect(io.err[0]).toBe(
+      'd2nwg: unknown backend "webgl"; choose one of auto, webgpu, wasm, cpu\n',
+    );
+    expect(io.err.at(-2)).toMatch(
+      /^d2nwg: no backend could run the model \(asked for wasm\): wasm: not offered in node/,
+    );
+    expect(io.err.at(-1)).toBe('d2nwg: unknown precision "int4"; choose one of fp32, fp16, int8\n');
+    // No image was decoded or featurised for any of them.
+    expect(io.err.join('')).not.toMatch(/reading images|extracting features/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('replaces an earlier run in the output folder, so evaluate scores only the new samples', async () => {
+    const data = classFolder();
+    const out = join(mkdtempSync(join(tmpdir(), 'd2nwg-rerun-')), 'heads');
+    const io = captured();
+    const run = (samples: string) =>
+      main(['generate', '--data', data, '--out', out, '--samples', samples, '--steps', '2']);
+    expect(await run('3'), io.err.join('')).toBe(0);
+    writeFileSync(join(out, 'my-notes.txt'), 'kept');
+    expect(await run('1'), io.err.join('')).toBe(0);
+    expect(readdirSync(out).sort()).toEqual([
+      'MODEL_CARD.md',
+      'my-notes.txt',
+      'report.json',
+      'sample-0.json',
+      'sample-0.onnx',
+      'sample-0.safetensors',
+    ]);
+    expect(io.err.join('')).toContain(`removed 11 files of an earlier run from ${out}`);
+    const result = await evaluateOnItself<{ generated: { samples: number } }>(data, out, io);
+    expect(result.generated.samples).toBe(1);
+  }, 120_000);
+
+  it('evaluate refuses a class mismatch or a missing weights folder before extracting features', async () => {
+    const io = captured();
+    const support = classFolder();
+    const query = classFolder();
+    mkdirSync(join(query, 'circles'));
+    copyFileSync(join(fixtures, 'tiny.png'), join(query, 'circles', 'tiny.png'));
+    const weights = join(mkdtempSync(join(tmpdir(), 'd2nwg-weights-')), 'heads');
+    expect(
+      await main([
+        'generate',
+        '--data',
+        support,
+        '--out',
+        weights,
+        '--samples',
+        '1',
+        '--steps',
+        '1',
+      ]),
+    ).toBe(0);
+    io.err.length = 0;
+    const evaluate = (q: string, w: string) =>
+      main(['evaluate', '--support', support, '--query', q, '--weights', w]);
+    expect(await evaluate(query, weights)).toBe(1);
+    expect(await evaluate(support, join(weights, 'missing'))).toBe(1);
+    expect(io.err).toEqual([
+      'd2nwg: the query classes (circles, shapes, squares) differ from the support classes (shapes, squares)\n',
+      `d2nwg: --weights ${join(weights, 'missing')} does not exist; run d2nwg generate --out ${join(weights, 'missing')} first\n`,
+    ]);
+  }, 120_000);
+
+  it('says so when given the parent of support/ and query/ folders', async () => {
+    const io = captured();
+    const parent = mkdtempSync(join(tmpdir(), 'd2nwg-parent-'));
+    for (const split of ['support', 'query']) {
+      for (const cls of ['a', 'b']) {
+        mkdirSync(join(parent, split, cls), { recursive: true });
+        copyFileSync(join(fixtures, 'tiny.png'), join(parent, split, cls, 'tiny.png'));
+      }
+    }
+    expect(await main(['generate', '--data', parent, '--out', join(parent, 'out')])).toBe(1);
+    expect(io.err.join('')).toContain(
+      `looks like a parent folder (query, support hold folders, not images); pass one of them, e.g. --data ${join(parent, 'query')}`,
+    );
+  });
+
+  it('--help lists the release defaults', async () => {
+    const io = captured();
+    expect(await main(['--help'])).toBe(0);
+    const manifest = JSON.parse(
+      readFileSync(new URL('../../models/release/cnn/manifest.json', import.meta.url), 'utf8'),
+    ) as { sampling_defaults: { steps: number; samples: number }; default_arch: string };
+    const help = io.out.join('');
+    expect(help).toContain(
+      `--steps K                DDIM steps (default ${manifest.sampling_defaults.steps})`,
+    );
+    expect(help).toContain(
+      `--samples N              networks to generate (default ${manifest.sampling_defaults.samples})`,
+    );
+    expect(help).toContain(`cnn architecture (default ${manifest.default_arch})`);
+  });
+
+  it('runs as a command without a GPU warning on auto', () => {
+    const data = classFolder();
+    const out = join(mkdtempSync(join(tmpdir(), 'd2nwg-bin-')), 'heads');
+    const bin = fileURLToPath(new URL('../../bin/d2nwg.js', import.meta.url));
+    const run = spawnSync(
+      process.execPath,
+      [bin, 'generate', '--data', data, '--out', out, '--samples', '1', '--steps', '2'],
+      { encoding: 'utf8' },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stderr).not.toMatch(/vulkan|dawn/i);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as {
+      backend: string;
+    };
+    expect(report.backend).toBe('cpu');
+  }, 120_000);
 });

@@ -1,149 +1,149 @@
 // The command-line tool: generate classifier heads or whole small CNNs for a
-// folder of images, and measure them against same-run baselines.
+// folder of images, and measure them against same-run baselines. A thin
+// adapter: the pipeline (engine/pipeline.ts) generates, the evaluation module
+// (engine/evaluation.ts) measures; this file reads folders and writes files.
 //
-//   d2nwg generate --data <folder> --out <dir> [--family head|cnn] [--arch cnn-s|cnn-w]
-//                  [--samples N] [--steps K] [--eta E] [--guidance G] [--temperature T] [--seed S]
-//                  [--backend auto|cpu|webgpu] [--precision fp32|fp16|int8]
+//   d2nwg generate --data <folder> --out <dir> [options]   (d2nwg --help lists them, with defaults)
 //   d2nwg evaluate --support <folder> --query <folder> --weights <dir> [--json]
 //
 // A folder is one sub-folder of images per class; classes are the sorted
 // sub-folder names. Progress goes to stderr; a mistake prints one line and exits 1.
 
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { extractFeatures, loadBackbone } from '../engine/backbone';
+import { loadBackbone, type Backbone } from '../engine/backbone';
 import {
-  CnnGenerator,
-  loadCnnGeneratorFiles,
-  type CnnArchLayout,
-  type CnnGeneratorFiles,
-  type CnnWeights,
-} from '../engine/cnn-generator';
-import { backgroundIsDark, luma, toGray28 } from '../engine/gray28';
+  darkBackground,
+  evaluateWeights,
+  type Evaluation,
+  type Spread,
+} from '../engine/evaluation';
 import {
-  HeadGenerator,
-  loadHeadGeneratorFiles,
-  type HeadGeneratorFiles,
-} from '../engine/head-generator';
-import {
-  accuracy,
-  logisticRegression,
-  nearestClassMeanHead,
-  randomHead,
-  unitNormalise,
-  type LabelledFeatures,
-} from '../engine/heads';
-import { readVerified } from '../engine/files';
+  describeGenerator,
+  FAMILIES,
+  GeneratorRegistry,
+  parseFamily,
+  parsePrecision,
+  readGeneratorManifest,
+  type Family,
+  type GeneratorDescription,
+} from '../engine/generators';
 import { directorySource, nodeHost } from '../engine/node-host';
-import { Mulberry32 } from '../engine/rng';
 import {
-  describeBackend,
-  errorMessage,
-  parseBackendRequest,
-  selectBackend,
-} from '../engine/runtime';
-import { cnnToOnnx, headToOnnx } from '../engine/onnx-writer';
-import { PRECISIONS, type Precision } from '../engine/sampling';
+  datasetFeatures,
+  generateWeights,
+  type ClassImages,
+  type DatasetFeatures,
+  type FeatureExtractor,
+} from '../engine/pipeline';
+import { STAGE_LABELS, type Progress } from '../engine/progress';
+import { describeBackend, errorMessage, parseBackendRequest } from '../engine/runtime';
+import type { Precision, SamplingOptions } from '../engine/sampling';
 import type { RgbaImage } from '../engine/preprocess';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../engine/safetensors';
+import { decodeSafetensors, encodeSafetensors } from '../engine/safetensors';
 import { readClassFolder, FolderError, type ClassFolder } from './class-folder';
 import { decodeImage } from './images';
-import { cnnLogits } from './onnx-cnn';
 import { nodeTf } from './tf-node';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 const releaseDir = join(repoRoot, 'models/release');
+const familySource = (family: Family) => directorySource(join(releaseDir, family));
 
 class UsageError extends Error {}
 
-function progress(message: string): void {
+function say(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
-interface FolderFeatures {
-  folder: ClassFolder;
-  dim: number;
-  /** Per class: [K_c × dim] features of the images that decoded. */
-  perClass: Float32Array[];
-  unreadable: string[];
-  featureMs: number;
-  /** Images whose border is mostly dark (for the cnn family's polarity). */
-  darkImages: number;
-  /** Per class: the decoded images, when asked for (the cnn family's 28×28 inputs). */
-  decoded?: RgbaImage[][];
-}
-
-async function folderFeatures(root: string, { keepImages = false } = {}): Promise<FolderFeatures> {
-  const folder = readClassFolder(root);
-  const started = performance.now();
-  const { tf } = await nodeTf();
-  const backbone = await loadBackbone(directorySource(join(releaseDir, 'backbone')), tf);
-  const dim = backbone.manifest.feature_dim;
-  const unreadable: string[] = [];
-  const perClass: Float32Array[] = [];
-  const decoded: RgbaImage[][] = [];
-  let darkImages = 0;
-  const total = folder.images.reduce((a, b) => a + b.length, 0);
-  let done = 0;
-  for (const [c, files] of folder.images.entries()) {
-    const images: RgbaImage[] = [];
-    for (const file of files) {
-      try {
-        images.push(await decodeImage(new Uint8Array(await readFile(file)), file));
-      } catch (error) {
-        unreadable.push(errorMessage(error));
-      }
-    }
-    if (images.length === 0) {
-      throw new FolderError(
-        `no image of class "${folder.classes[c]}" could be read: ${unreadable.at(-1)}`,
-      );
-    }
-    for (const image of images)
-      if (backgroundIsDark(luma(image), image.width, image.height)) darkImages++;
-    if (keepImages) decoded.push(images);
-    const features = await extractFeatures(backbone, images, {
-      onBatch: (n) => progress(`features: ${done + n}/${total} images`),
-    });
-    done += files.length;
-    const matrix = new Float32Array(features.length * dim);
-    features.forEach((f, i) => matrix.set(f, i * dim));
-    perClass.push(matrix);
-  }
-  backbone.model.dispose();
-  for (const message of unreadable) progress(`skipped: ${message}`);
-  return {
-    folder,
-    dim,
-    perClass,
-    unreadable,
-    featureMs: performance.now() - started,
-    darkImages,
-    ...(keepImages ? { decoded } : {}),
+/** Progress on stderr: a line when a stage starts and every tenth of its way. */
+function progressPrinter(): (p: Progress) => void {
+  let last = '';
+  let lastTenth = -1;
+  return ({ stage, done, total }) => {
+    const tenth = total > 1 ? Math.floor((10 * done) / total) : 0;
+    if (stage === last && (tenth === lastTenth || total <= 1)) return;
+    last = stage;
+    lastTenth = tenth;
+    say(total > 1 ? `${STAGE_LABELS[stage]}: ${done}/${total}` : `${STAGE_LABELS[stage]}…`);
   };
 }
 
-function labelled(features: FolderFeatures): LabelledFeatures {
-  const { dim, perClass } = features;
-  const rows = perClass.reduce((a, m) => a + m.length / dim, 0);
-  const all = new Float32Array(rows * dim);
-  const labels = new Int32Array(rows);
-  let at = 0;
-  perClass.forEach((m, c) => {
-    all.set(m, at * dim);
-    labels.fill(c, at, at + m.length / dim);
-    at += m.length / dim;
-  });
-  return { dim, features: unitNormalise(all, dim), labels };
+/** Backbone features in Node: sharp decodes, tfjs (wasm) runs the release's backbone, loaded once. */
+function nodeExtractor(): FeatureExtractor & { dispose(): void } {
+  let loaded: Promise<Backbone> | undefined;
+  return {
+    decode: (bytes, name) =>
+      decodeImage(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes), name),
+    backbone: async () => {
+      const { tf, selected } = await nodeTf();
+      loaded ??= loadBackbone(directorySource(join(releaseDir, 'backbone')), tf);
+      return { backbone: await loaded, backendLabel: describeBackend(selected) };
+    },
+    dispose: () => void loaded?.then((b) => b.model.dispose()),
+  };
 }
 
-function number(value: string | undefined, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
+function classImages(folder: ClassFolder): ClassImages[] {
+  return folder.classes.map((name, c) => ({
+    name,
+    images: folder.images[c]!.map((path) => ({
+      name: path.slice(folder.root.length + 1),
+      read: () => readFile(path),
+    })),
+  }));
+}
+
+/**
+ * A class folder, with a hint when it looks like the parent of support/ and
+ * query/ folders (class folders that hold folders instead of images).
+ */
+function classFolder(root: string, option: string): ClassFolder {
+  try {
+    return readClassFolder(root);
+  } catch (error) {
+    if (!(error instanceof FolderError)) throw error;
+    const nested =
+      existsSync(root) && statSync(root).isDirectory()
+        ? readdirSync(root).filter((name) => {
+            const path = join(root, name);
+            return (
+              statSync(path).isDirectory() &&
+              readdirSync(path).some((f) => statSync(join(path, f)).isDirectory())
+            );
+          })
+        : [];
+    if (nested.length > 0)
+      throw new FolderError(
+        `${error.message}. ${root} looks like a parent folder (${nested.join(', ')} hold folders, not images); ` +
+          `pass one of them, e.g. ${option} ${join(root, nested[0]!)}`,
+      );
+    throw error;
+  }
+}
+
+function number(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${value}"`);
   return n;
+}
+
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError(errorMessage(error));
+  }
 }
 
 function modelCard(report: GenerateReport, sample: number): string {
@@ -207,166 +207,157 @@ interface GenerateReport {
   samples: string[];
 }
 
-/** One generated network, in the formats a user takes elsewhere. */
-interface SampleFiles {
-  tensors: Record<string, NamedTensor>;
-  onnx: Uint8Array;
+interface GenerateReport {
+  data: string;
+  family: 'head' | 'cnn';
+  arch?: string;
+  dark_background?: boolean;
+  classes: string[];
+  images_per_class: number[];
+  unreadable: string[];
+  skipped_files: string[];
+  backend: string;
+  precision: Precision;
+  generator_release: string;
+  backbone: string;
+  feature_dim: number;
+  settings: SamplingOptions;
+  timings_ms: { features: number; encode: number; denoise: number; decode: number };
+  samples: string[];
+}
+
+/** Files of an earlier run in `out`, which a new run replaces (evaluate would score them too). */
+function earlierRunFiles(out: string): string[] {
+  if (!existsSync(out)) return [];
+  return readdirSync(out).filter(
+    (f) =>
+      /^sample-\d+\.(safetensors|onnx|json)$/.test(f) ||
+      f === 'report.json' ||
+      f === 'MODEL_CARD.md',
+  );
 }
 
 async function generate(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      data: { type: 'string' },
-      out: { type: 'string' },
-      family: { type: 'string', default: 'head' },
-      arch: { type: 'string' },
-      samples: { type: 'string' },
-      steps: { type: 'string' },
-      eta: { type: 'string' },
-      guidance: { type: 'string' },
-      temperature: { type: 'string' },
-      seed: { type: 'string' },
-      backend: { type: 'string', default: 'auto' },
-      precision: { type: 'string', default: 'fp32' },
-    },
-  });
+  const { values } = usage(() =>
+    parseArgs({
+      args,
+      options: {
+        data: { type: 'string' },
+        out: { type: 'string' },
+        family: { type: 'string', default: 'head' },
+        arch: { type: 'string' },
+        samples: { type: 'string' },
+        steps: { type: 'string' },
+        eta: { type: 'string' },
+        guidance: { type: 'string' },
+        temperature: { type: 'string' },
+        seed: { type: 'string' },
+        backend: { type: 'string', default: 'auto' },
+        precision: { type: 'string', default: 'fp32' },
+      },
+    }),
+  );
   if (!values.data || !values.out)
     throw new UsageError('generate needs --data <folder> and --out <dir>');
-  const family = values.family;
-  if (family !== 'head' && family !== 'cnn')
-    throw new UsageError(`unknown --family "${family}"; choose head or cnn`);
+  // Every setting is checked before any image is read.
+  const family = usage(() => parseFamily(values.family));
+  const precision = usage(() => parsePrecision(values.precision));
+  const backend = usage(() => parseBackendRequest(values.backend));
   if (family === 'head' && values.arch !== undefined)
-    throw new UsageError('--arch is for the cnn family (cnn-s or cnn-w)');
-  const precision = values.precision as Precision;
-  if (!(PRECISIONS as readonly string[]).includes(precision))
-    throw new UsageError(
-      `unknown --precision "${precision}"; choose one of ${PRECISIONS.join(', ')}`,
-    );
-  const files =
-    family === 'head'
-      ? await loadHeadGeneratorFiles(directorySource(join(releaseDir, 'head')), precision)
-      : await loadCnnGeneratorFiles(directorySource(join(releaseDir, 'cnn')), precision);
-  const arch = family === 'cnn' ? (values.arch ?? 'cnn-w') : undefined;
-  if (files.manifest.family === 'cnn' && !(arch! in files.manifest.layout.archs))
-    throw new UsageError(
-      `unknown --arch "${arch}"; choose one of ${Object.keys(files.manifest.layout.archs).sort().join(', ')}`,
-    );
-  const defaults = files.manifest.sampling_defaults;
-  const settings = {
-    samples: number(values.samples, 'samples', defaults.samples),
-    steps: number(values.steps, 'steps', defaults.steps),
-    eta: number(values.eta, 'eta', defaults.eta),
-    guidance: number(values.guidance, 'guidance', defaults.guidance),
-    temperature: number(values.temperature, 'temperature', defaults.temperature),
-    seed: number(values.seed, 'seed', defaults.seed),
-  };
-  const features = await folderFeatures(resolve(values.data));
-  const { folder } = features;
-  if (folder.classes.length > files.manifest.max_classes) {
-    throw new UsageError(
-      `${folder.classes.length} classes; this release generates ${family === 'head' ? 'heads' : 'CNNs'} of up to ${files.manifest.max_classes}`,
-    );
+    throw new UsageError('--arch is for the cnn family');
+  const options: Partial<SamplingOptions> = {};
+  for (const key of ['samples', 'steps', 'eta', 'guidance', 'temperature', 'seed'] as const) {
+    const n = number(values[key], key);
+    if (n !== undefined) options[key] = n;
   }
-  const { selected, probeSession } = await selectBackend(
-    parseBackendRequest(values.backend),
-    nodeHost,
-    files.decoder,
-  );
-  await probeSession.release();
-  const control = {
-    onProgress: (p: { stage: string; done: number; total: number }) => {
-      if (p.stage === 'denoise' && (p.done % 10 === 0 || p.done === p.total))
-        progress(`generating: DDIM step ${p.done}/${p.total}`);
+  const folder = classFolder(resolve(values.data), '--data');
+  const out = resolve(values.out);
+  const generators = new GeneratorRegistry(nodeHost, familySource);
+  const extractor = nodeExtractor();
+  // The polarity of the images, for the cnn family's model card: counted as they are decoded.
+  const decoded: RgbaImage[] = [];
+  const counting: FeatureExtractor = {
+    ...extractor,
+    decode: async (bytes, name) => {
+      const image = await extractor.decode(bytes, name);
+      if (family === 'cnn') decoded.push(image);
+      return image;
     },
   };
-  const dim = features.dim;
-  const classes = folder.classes.length;
-  const doc = `D2NWG Web ${files.manifest.release_version}, ${family} family, seed ${settings.seed}; classes ${JSON.stringify(folder.classes)}`;
-  let samples: SampleFiles[];
-  let timings: { encode: number; denoise: number; decode: number };
-  if (family === 'head') {
-    const generator = await HeadGenerator.create(files as HeadGeneratorFiles, selected);
-    try {
-      const heads = await generator.generate(features.perClass, settings, control);
-      timings = heads.timingsMs;
-      samples = Array.from({ length: heads.samples }, (_, s) => {
-        const weight = heads.weight.slice(s * classes * dim, (s + 1) * classes * dim);
-        const bias = heads.bias.slice(s * classes, (s + 1) * classes);
-        return {
-          tensors: {
-            weight: { shape: [classes, dim], data: weight },
-            bias: { shape: [classes], data: bias },
-          },
-          onnx: headToOnnx(weight, bias, classes, dim, doc),
-        };
-      });
-    } finally {
-      await generator.release();
-    }
-  } else {
-    const generator = await CnnGenerator.create(files as CnnGeneratorFiles, selected);
-    try {
-      const cnns = await generator.generate(arch!, features.perClass, settings, control);
-      timings = cnns.timingsMs;
-      samples = cnns.networks.map((net) => ({
-        tensors: net,
-        onnx: cnnToOnnx(generator.layout(arch!), net, doc),
-      }));
-    } finally {
-      await generator.release();
-    }
+  let result;
+  try {
+    result = await generateWeights(
+      {
+        family,
+        ...(values.arch !== undefined ? { arch: values.arch } : {}),
+        precision,
+        backend,
+        options,
+        data: { images: classImages(folder) },
+      },
+      { generators, extractor: counting },
+      { onProgress: progressPrinter() },
+    );
+  } finally {
+    extractor.dispose();
+    await generators.releaseAll();
   }
-  const out = resolve(values.out);
+  for (const message of result.unreadable) say(`skipped: ${message}`);
+  const stale = earlierRunFiles(out);
+  for (const file of stale) rmSync(join(out, file));
+  if (stale.length > 0) say(`removed ${stale.length} files of an earlier run from ${out}`);
   mkdirSync(out, { recursive: true });
-  const total = features.perClass.reduce((n, m) => n + m.length / dim, 0);
+  const manifest = await readGeneratorManifest(family, familySource(family));
   const report: GenerateReport = {
     data: folder.root,
     family,
-    ...(arch !== undefined ? { arch, dark_background: features.darkImages * 2 > total } : {}),
-    classes: folder.classes,
-    images_per_class: features.perClass.map((m) => m.length / dim),
-    unreadable: features.unreadable,
+    ...(family === 'cnn' ? { arch: result.arch, dark_background: darkBackground(decoded) } : {}),
+    classes: result.classes,
+    images_per_class: result.imagesPerClass,
+    unreadable: result.unreadable,
     skipped_files: folder.skipped,
-    backend: describeBackend(selected),
-    precision,
-    generator_release: files.manifest.release_version,
-    backbone: files.manifest.backbone.id,
-    feature_dim: dim,
-    settings,
-    timings_ms: { features: Math.round(features.featureMs), ...roundAll(timings) },
+    backend: describeBackend(result),
+    precision: result.precision,
+    generator_release: result.releaseVersion,
+    backbone: manifest.backbone.id,
+    feature_dim: manifest.backbone.feature_dim,
+    settings: result.options,
+    timings_ms: roundAll({
+      features: result.timingsMs.features,
+      encode: result.timingsMs.encode,
+      denoise: result.timingsMs.denoise,
+      decode: result.timingsMs.decode,
+    }),
     samples: [],
   };
-  samples.forEach((sample, s) => {
+  result.networks.forEach((tensors, s) => {
     const name = `sample-${s}`;
     writeFileSync(
       join(out, `${name}.safetensors`),
-      encodeSafetensors(sample.tensors, {
-        classes: JSON.stringify(folder.classes),
+      encodeSafetensors(tensors, {
+        classes: JSON.stringify(result.classes),
         family,
-        ...(arch ? { arch } : {}),
-        seed: String(settings.seed),
+        ...(family === 'cnn' ? { arch: result.arch } : {}),
+        seed: String(result.options.seed),
         sample: String(s),
       }),
     );
-    writeFileSync(join(out, `${name}.onnx`), sample.onnx);
+    writeFileSync(join(out, `${name}.onnx`), result.onnx[s]!);
     const json = Object.fromEntries(
-      Object.entries(sample.tensors).map(([k, t]) => [
-        k,
-        { shape: t.shape, data: Array.from(t.data) },
-      ]),
+      Object.entries(tensors).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.data) }]),
     );
     writeFileSync(
       join(out, `${name}.json`),
-      `${JSON.stringify({ classes: folder.classes, ...json })}\n`,
+      `${JSON.stringify({ classes: result.classes, ...json })}\n`,
     );
     report.samples.push(name);
   });
   writeFileSync(join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(out, 'MODEL_CARD.md'), modelCard(report, 0));
-  const what = family === 'head' ? 'heads' : `${arch} CNNs`;
-  progress(
-    `wrote ${samples.length} ${what} for ${classes} classes to ${out} (${report.backend}; features ${report.timings_ms.features} ms, generation ${report.timings_ms.encode + report.timings_ms.denoise + report.timings_ms.decode} ms)`,
+  const what = family === 'head' ? 'heads' : `${result.arch} CNNs`;
+  const t = report.timings_ms;
+  say(
+    `wrote ${result.networks.length} ${what} for ${result.classes.length} classes to ${out} (${report.backend}; features ${t.features} ms, generation ${t.encode + t.denoise + t.decode} ms)`,
   );
 }
 
@@ -374,118 +365,98 @@ function roundAll<T extends Record<string, number>>(values: T): T {
   return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Math.round(v)])) as T;
 }
 
-function mean(values: number[]): number {
-  return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-function std(values: number[]): number {
-  const m = mean(values);
-  return Math.sqrt(mean(values.map((v) => (v - m) ** 2)));
-}
-
-/** C for logistic regression by stratified 3-fold cross-validation on the support (1000 when a class has < 3 images). */
-function chooseC(support: LabelledFeatures, classes: number): number {
-  const grid = [10, 100, 1000];
-  const perClass = Array.from({ length: classes }, (_, c) =>
-    Array.from(support.labels.keys()).filter((i) => support.labels[i] === c),
-  );
-  const folds = Math.min(3, ...perClass.map((p) => p.length));
-  if (folds < 2) return 1000;
-  const scores = grid.map(() => 0);
-  for (let f = 0; f < folds; f++) {
-    const val = perClass.flatMap((p) => p.filter((_, i) => i % folds === f));
-    const train = perClass.flatMap((p) => p.filter((_, i) => i % folds !== f));
-    const pick = (idx: number[]): LabelledFeatures => ({
-      dim: support.dim,
-      features: Float32Array.from(
-        idx.flatMap((i) =>
-          Array.from(support.features.subarray(i * support.dim, (i + 1) * support.dim)),
-        ),
-      ),
-      labels: Int32Array.from(idx.map((i) => support.labels[i]!)),
-    });
-    grid.forEach(
-      (c, g) => (scores[g]! += accuracy(logisticRegression(pick(train), classes, c), pick(val))),
-    );
-  }
-  return grid[scores.indexOf(Math.max(...scores))]!;
-}
-
-/** What generate wrote about a weights folder (older folders without report.json hold heads). */
-function weightsReport(dir: string): { family: 'head' | 'cnn'; arch?: string } {
+/** What generate wrote about a weights folder: its family, arch and sample files. */
+function weightsFolder(dir: string): { family: Family; arch?: string; samples: string[] } {
+  if (!existsSync(dir))
+    throw new UsageError(`--weights ${dir} does not exist; run d2nwg generate --out ${dir} first`);
+  if (!statSync(dir).isDirectory())
+    throw new UsageError(`--weights ${dir} is a file; pass the folder that generate wrote`);
+  let report: { family?: string; arch?: string; samples?: string[] } = {};
   try {
-    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as {
-      family?: string;
-      arch?: string;
-    };
-    if (report.family === 'cnn' && typeof report.arch === 'string')
-      return { family: 'cnn', arch: report.arch };
+    report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as typeof report;
   } catch {
-    // no report: heads from an earlier version
+    // no report: heads from an earlier version; every sample file counts
   }
-  return { family: 'head' };
+  const samples =
+    report.samples?.map((name) => `${name}.safetensors`) ??
+    readdirSync(dir)
+      .filter((f) => /^sample-\d+\.safetensors$/.test(f))
+      .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
+  if (samples.length === 0)
+    throw new UsageError(`${dir} has no sample-<k>.safetensors; run d2nwg generate first`);
+  for (const file of samples)
+    if (!existsSync(join(dir, file)))
+      throw new UsageError(
+        `${join(dir, file)} is listed in report.json but missing; run generate again`,
+      );
+  const family = report.family === 'cnn' ? 'cnn' : 'head';
+  return { family, ...(report.arch !== undefined ? { arch: report.arch } : {}), samples };
 }
 
-function argmaxAccuracy(logits: Float32Array, labels: Int32Array, classes: number): number {
-  let hits = 0;
-  labels.forEach((label, i) => {
-    let best = 0;
-    for (let c = 1; c < classes; c++)
-      if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
-    if (best === label) hits++;
-  });
-  return hits / labels.length;
+function snakeSpread(s: Spread, count: string) {
+  return {
+    [count]: s.count,
+    ...(count === 'samples' ? { accuracies: s.values } : {}),
+    mean: s.mean,
+    std: s.std,
+  };
 }
 
-/** PyTorch's default initialisation, U(±1/√fan_in) for weights and biases, from a seeded stream. */
-function randomCnn(layout: CnnArchLayout, classes: number, rng: Mulberry32): CnnWeights {
-  const out: CnnWeights = {};
-  for (const t of layout.tensors) {
-    const shape = t.name.startsWith(`${layout.head_layer}.`)
-      ? [classes, ...t.shape.slice(1)]
-      : t.shape;
-    const weightShape = layout.tensors.find(
-      (w) => w.name === t.name.replace(/\.bias$/, '.weight'),
-    )!.shape;
-    const bound = 1 / Math.sqrt(weightShape.slice(1).reduce((a, b) => a * b, 1));
-    const count = shape.reduce((a, b) => a * b, 1);
-    out[t.name] = {
-      shape,
-      data: Float32Array.from({ length: count }, () => (rng.uniform() * 2 - 1) * bound),
-    };
-  }
-  return out;
+/** The JSON report (snake_case, as the factory's metrics). */
+function evaluationJson(e: Evaluation) {
+  return {
+    family: e.family,
+    ...(e.family === 'cnn' ? { arch: e.arch, dark_background: e.darkBackground } : {}),
+    classes: e.classes,
+    support_images: e.supportImages,
+    query_images: e.queryImages,
+    generated: snakeSpread(e.generated, 'samples'),
+    nearest_class_mean: e.nearestClassMean,
+    logistic_regression: e.logisticRegression,
+    random_init: snakeSpread(e.randomInit, 'networks'),
+    ...(e.withPrototypeLastLayer
+      ? {
+          with_prototype_last_layer: {
+            generated: {
+              mean: e.withPrototypeLastLayer.generated.mean,
+              std: e.withPrototypeLastLayer.generated.std,
+            },
+            random_init: {
+              mean: e.withPrototypeLastLayer.randomInit.mean,
+              std: e.withPrototypeLastLayer.randomInit.std,
+            },
+            pretrained: e.withPrototypeLastLayer.pretrained,
+          },
+        }
+      : {}),
+  };
 }
 
 async function evaluate(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      support: { type: 'string' },
-      query: { type: 'string' },
-      weights: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-  });
+  const { values } = usage(() =>
+    parseArgs({
+      args,
+      options: {
+        support: { type: 'string' },
+        query: { type: 'string' },
+        weights: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    }),
+  );
   if (!values.support || !values.query || !values.weights)
     throw new UsageError('evaluate needs --support <folder>, --query <folder> and --weights <dir>');
+  // Everything that can be checked without images first.
   const weightsDir = resolve(values.weights);
-  const sampleFiles = readdirSync(weightsDir)
-    .filter((f) => /^sample-\d+\.safetensors$/.test(f))
-    .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
-  if (sampleFiles.length === 0)
-    throw new UsageError(`${weightsDir} has no sample-<k>.safetensors; run generate first`);
-  const { family, arch } = weightsReport(weightsDir);
-  const support = await folderFeatures(resolve(values.support), { keepImages: family === 'cnn' });
-  const query = await folderFeatures(resolve(values.query), { keepImages: family === 'cnn' });
-  const classes = support.folder.classes;
-  if (JSON.stringify(query.folder.classes) !== JSON.stringify(classes))
+  const { family, arch, samples } = weightsFolder(weightsDir);
+  const supportFolder = classFolder(resolve(values.support), '--support');
+  const queryFolder = classFolder(resolve(values.query), '--query');
+  const classes = supportFolder.classes;
+  if (JSON.stringify(queryFolder.classes) !== JSON.stringify(classes))
     throw new UsageError(
-      `the query classes (${query.folder.classes.join(', ')}) differ from the support classes (${classes.join(', ')})`,
+      `the query classes (${queryFolder.classes.join(', ')}) differ from the support classes (${classes.join(', ')})`,
     );
-  const q = labelled(query);
-  const s = labelled(support);
-  const weights = sampleFiles.map((file) => {
+  const networks = samples.map((file) => {
     const { tensors, metadata } = decodeSafetensors(
       new Uint8Array(readFileSync(join(weightsDir, file))),
     );
@@ -493,194 +464,115 @@ async function evaluate(args: string[]): Promise<void> {
       throw new UsageError(
         `${file} was generated for classes ${metadata.classes}, not ${JSON.stringify(classes)}`,
       );
-    return { file, tensors };
+    return tensors;
   });
-  let generated: number[];
-  let random: number[];
-  let darkBackground: boolean | undefined;
-  // cnn family: each network's body with a nearest-class-mean last layer on its own penultimate features.
-  const prototypes = {
-    generated: [] as number[],
-    random: [] as number[],
-    pretrained: { task: '', accuracy: NaN },
-  };
-  if (family === 'head') {
-    generated = weights.map(({ tensors }) =>
-      accuracy(
-        {
-          classes: classes.length,
-          dim: q.dim,
-          weight: tensors.weight!.data,
-          bias: tensors.bias!.data,
-        },
-        q,
-      ),
-    );
-    const rng = new Mulberry32(0);
-    random = Array.from({ length: 10 }, () =>
-      accuracy(
-        randomHead(classes.length, q.dim, () => rng.normal()),
-        q,
-      ),
-    );
-  } else {
-    const cnnSource = directorySource(join(releaseDir, 'cnn'));
-    const manifest = (await loadCnnGeneratorFiles(cnnSource)).manifest;
-    const layout = manifest.layout.archs[arch!];
-    if (layout === undefined)
-      throw new UsageError(`this release has no CNN architecture "${arch}"`);
-    // One polarity for all the images, decided by majority as the factory does per dataset.
-    const queryImages = query.decoded!.flat();
-    const supportImages = support.decoded!.flat();
-    darkBackground =
-      (support.darkImages + query.darkImages) * 2 > queryImages.length + supportImages.length;
-    const gray = (images: RgbaImage[]) => {
-      const pixels = new Float32Array(images.length * 28 * 28);
-      images.forEach((image, i) => pixels.set(toGray28(image, darkBackground), i * 28 * 28));
-      return pixels;
-    };
-    const queryPixels = gray(queryImages);
-    const supportPixels = gray(supportImages);
-    const supportLabels = Int32Array.from(
-      support.decoded!.flatMap((images, c) => images.map(() => c)),
-    );
-    /** The network's body with its last layer replaced by class-mean prototypes of its penultimate features. */
-    const prototypeAccuracy = async (net: CnnWeights): Promise<number> => {
-      const graph = cnnToOnnx(layout, net, '', { penultimate: true });
-      const dim = layout.head_in_features;
-      const features = async (pixels: Float32Array, n: number) =>
-        unitNormalise(await cnnLogits(graph, pixels, n, 'features'), dim);
-      const train: LabelledFeatures = {
-        dim,
-        features: await features(supportPixels, supportImages.length),
-        labels: supportLabels,
-      };
-      const qf: LabelledFeatures = {
-        dim,
-        features: await features(queryPixels, queryImages.length),
-        labels: q.labels,
-      };
-      return accuracy(nearestClassMeanHead(train, classes.length), qf);
-    };
-    const zeroShot = async (graph: Uint8Array) =>
-      argmaxAccuracy(
-        await cnnLogits(graph, queryPixels, queryImages.length),
-        q.labels,
-        classes.length,
-      );
-    generated = [];
-    for (const { file, tensors } of weights) {
-      const onnx = readFileSync(join(weightsDir, file.replace(/\.safetensors$/, '.onnx')));
-      generated.push(await zeroShot(new Uint8Array(onnx)));
-      prototypes.generated.push(await prototypeAccuracy(tensors as CnnWeights));
-    }
-    const rng = new Mulberry32(0);
-    random = [];
-    for (let r = 0; r < 10; r++) {
-      const net = randomCnn(layout, classes.length, rng);
-      random.push(await zeroShot(cnnToOnnx(layout, net)));
-      prototypes.random.push(await prototypeAccuracy(net));
-    }
-    // "Pretrained": the zoo checkpoint of the seen task whose mean feature is nearest the support's.
-    const entry = manifest.zoo_reference;
-    const reference = decodeSafetensors(await readVerified(cnnSource, entry.file, entry));
-    const taskIds = JSON.parse(reference.metadata.tasks ?? '[]') as string[];
-    const dim = support.dim;
-    const supportMean = new Float32Array(dim);
-    for (let i = 0; i < s.labels.length; i++)
-      for (let j = 0; j < dim; j++) supportMean[j]! += s.features[i * dim + j]!;
-    const means = reference.tensors.task_mean!.data;
-    const scores = taskIds.map((_, t) => {
-      let score = 0;
-      for (let j = 0; j < dim; j++) score += means[t * dim + j]! * supportMean[j]!;
-      return score;
-    });
-    const nearest = scores.indexOf(Math.max(...scores));
-    const pretrained: CnnWeights = {};
-    for (const t of layout.tensors) {
-      const all = reference.tensors[`${arch}/${t.name}`]!;
-      const size = all.data.length / all.shape[0]!;
-      pretrained[t.name] = {
-        shape: all.shape.slice(1),
-        data: all.data.slice(nearest * size, (nearest + 1) * size),
-      };
-    }
-    prototypes.pretrained = {
-      task: taskIds[nearest] ?? '',
-      accuracy: await prototypeAccuracy(pretrained),
-    };
+  const extractor = nodeExtractor();
+  const control = { onProgress: progressPrinter() };
+  const keepImages = { keepImages: family === 'cnn' };
+  let support: DatasetFeatures;
+  let query: DatasetFeatures;
+  try {
+    support = await datasetFeatures(classImages(supportFolder), extractor, control, keepImages);
+    query = await datasetFeatures(classImages(queryFolder), extractor, control, keepImages);
+  } finally {
+    extractor.dispose();
   }
-  progress('training the logistic-regression baseline on the support images');
-  const c = chooseC(s, classes.length);
-  const logistic = accuracy(logisticRegression(s, classes.length, c), q);
-  const ncm = accuracy(nearestClassMeanHead(s, classes.length), q);
-  const result = {
+  for (const message of [...support.unreadable, ...query.unreadable]) say(`skipped: ${message}`);
+  say('measuring the generated weights and the baselines');
+  const manifest =
+    family === 'cnn' ? await readGeneratorManifest('cnn', familySource('cnn')) : undefined;
+  const result = await evaluateWeights(
     family,
-    ...(arch !== undefined ? { arch, dark_background: darkBackground } : {}),
-    classes,
-    support_images: support.perClass.map((m) => m.length / support.dim),
-    query_images: query.perClass.map((m) => m.length / query.dim),
-    generated: {
-      samples: generated.length,
-      accuracies: generated,
-      mean: mean(generated),
-      std: std(generated),
-    },
-    nearest_class_mean: ncm,
-    logistic_regression: { accuracy: logistic, c },
-    random_init: { networks: random.length, mean: mean(random), std: std(random) },
-    ...(family === 'cnn'
+    networks,
+    support,
+    query,
+    manifest?.family === 'cnn'
       ? {
-          with_prototype_last_layer: {
-            generated: { mean: mean(prototypes.generated), std: std(prototypes.generated) },
-            random_init: { mean: mean(prototypes.random), std: std(prototypes.random) },
-            pretrained: prototypes.pretrained,
-          },
+          host: nodeHost,
+          manifest,
+          source: familySource('cnn'),
+          arch: arch ?? manifest.default_arch,
         }
-      : {}),
-  };
+      : undefined,
+  );
   if (values.json) {
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(evaluationJson(result), null, 2)}\n`);
     return;
   }
-  const f = (x: number) => x.toFixed(3);
-  const what = family === 'head' ? 'heads' : `${arch} CNNs`;
-  process.stdout.write(
-    [
-      `${classes.length} classes, ${q.labels.length} query images`,
-      `generated (${generated.length} ${what}): ${f(result.generated.mean)} ± ${f(result.generated.std)}  [${generated.map(f).join(' ')}]`,
-      `nearest class mean (backbone features):          ${f(ncm)}`,
-      `logistic regression (backbone features, C=${c}):  ${f(logistic)}`,
-      `random init (10 ${what}):      ${f(result.random_init.mean)} ± ${f(result.random_init.std)}`,
-      ...(family === 'cnn'
-        ? [
-            "with the last layer replaced by class-mean prototypes of each network's penultimate features:",
-            `  generated bodies: ${f(mean(prototypes.generated))} ± ${f(std(prototypes.generated))}`,
-            `  pretrained (zoo checkpoint of the nearest seen task, ${prototypes.pretrained.task}): ${f(prototypes.pretrained.accuracy)}`,
-            `  random bodies:    ${f(mean(prototypes.random))} ± ${f(std(prototypes.random))}`,
-          ]
-        : []),
-      '',
-    ].join('\n'),
-  );
+  process.stdout.write(evaluationText(result));
 }
 
-const USAGE = `usage:
-  d2nwg generate --data <folder> --out <dir> [--family head|cnn] [--arch cnn-s|cnn-w] [--samples N]
-                 [--steps K] [--eta E] [--guidance G] [--temperature T] [--seed S]
-                 [--backend auto|cpu|webgpu] [--precision fp32|fp16|int8]
+function evaluationText(e: Evaluation): string {
+  const f = (x: number) => x.toFixed(3);
+  const what = e.family === 'head' ? 'heads' : `${e.arch} CNNs`;
+  const queries = e.queryImages.reduce((a, b) => a + b, 0);
+  const p = e.withPrototypeLastLayer;
+  return [
+    `${e.classes.length} classes, ${queries} query images`,
+    `generated (${e.generated.count} ${what}): ${f(e.generated.mean)} ± ${f(e.generated.std)}  [${e.generated.values.map(f).join(' ')}]`,
+    `nearest class mean (backbone features):          ${f(e.nearestClassMean)}`,
+    `logistic regression (backbone features, C=${e.logisticRegression.c}):  ${f(e.logisticRegression.accuracy)}`,
+    `random init (${e.randomInit.count} ${what}):      ${f(e.randomInit.mean)} ± ${f(e.randomInit.std)}`,
+    ...(p
+      ? [
+          "with the last layer replaced by class-mean prototypes of each network's penultimate features:",
+          `  generated bodies: ${f(p.generated.mean)} ± ${f(p.generated.std)}`,
+          `  pretrained (zoo checkpoint of the nearest seen task, ${p.pretrained.task}): ${f(p.pretrained.accuracy)}`,
+          `  random bodies:    ${f(p.randomInit.mean)} ± ${f(p.randomInit.std)}`,
+        ]
+      : []),
+    '',
+  ].join('\n');
+}
+
+/** Usage, with every default read from the release's manifests. */
+function usageText(): string {
+  const described: Partial<Record<Family, GeneratorDescription>> = {};
+  for (const family of FAMILIES) {
+    try {
+      const json = readFileSync(join(releaseDir, family, 'manifest.json'), 'utf8');
+      described[family] = describeGenerator(JSON.parse(json) as never);
+    } catch {
+      // a release without this family: its line says so below
+    }
+  }
+  const head = described.head;
+  const cnn = described.cnn;
+  const d = head?.sampling ?? cnn?.sampling;
+  const archs = cnn ? cnn.archs.map((a) => a.name).join('|') : 'none in this release';
+  return `usage:
+  d2nwg generate --data <folder> --out <dir> [options]
   d2nwg evaluate --support <folder> --query <folder> --weights <dir> [--json]
-A folder holds one sub-folder of images (png, jpg, webp, bmp, gif) per class.`;
+
+generate options (defaults from the release's manifests):
+  --family head|cnn        what to generate (default head)
+  --arch ${archs.padEnd(17)} cnn architecture (default ${cnn?.defaultArch ?? '-'})
+  --samples N              networks to generate (default ${d?.samples ?? '-'})
+  --steps K                DDIM steps (default ${d?.steps ?? '-'})
+  --eta E                  DDIM η (default ${d?.eta ?? '-'})
+  --guidance G             classifier-free guidance (default ${d?.guidance ?? '-'})
+  --temperature T          scale of the initial noise (default ${d?.temperature ?? '-'})
+  --seed S                 noise seed (default ${d?.seed ?? '-'})
+  --backend auto|cpu|webgpu  (default auto: cpu in Node)
+  --precision fp32|fp16|int8 graph weights (default fp32; shipped: ${head?.precisions.join(', ') ?? '-'})
+A folder holds one sub-folder of images (png, jpg, webp, bmp, gif) per class: 2 to ${head?.maxClasses ?? '-'} classes.
+generate replaces the sample files of an earlier run in --out.`;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'generate') await generate(rest);
     else if (command === 'evaluate') await evaluate(rest);
-    else if (command === undefined || command === '--help' || command === '-h') {
-      process.stdout.write(`${USAGE}\n`);
+    else if (
+      command === undefined ||
+      command === '--help' ||
+      command === '-h' ||
+      command === 'help'
+    ) {
+      process.stdout.write(`${usageText()}\n`);
       return command === undefined ? 1 : 0;
-    } else throw new UsageError(`unknown command "${command}"\n${USAGE}`);
+    } else throw new UsageError(`unknown command "${command}"\n${usageText()}`);
     return 0;
   } catch (error) {
     process.stderr.write(`d2nwg: ${errorMessage(error)}\n`);

@@ -42,7 +42,7 @@ describe('worker request handling', () => {
   it('answers run-slice with its stages in order, then one result', async () => {
     const { events, handle } = nodeHandler();
     await handle({ type: 'run-slice', requestId: 7, backend: 'cpu', releaseUrl: 'slice' });
-    expect(stages(events)).toEqual(['loading', 'selecting-backend', 'slice-result']);
+    expect(stages(events)).toEqual(['load-release', 'select-backend', 'slice-result']);
     expect(events.every((e) => e.requestId === 7)).toBe(true);
     const last = events.at(-1);
     expect(last?.type === 'slice-result' && last.result.passed).toBe(true);
@@ -97,7 +97,7 @@ describe('worker request handling', () => {
         1e-4,
       );
     }
-    const extracting = events.filter((e) => e.type === 'progress' && e.stage === 'extracting');
+    const extracting = events.filter((e) => e.type === 'progress' && e.stage === 'features');
     expect(extracting.at(-1)).toMatchObject({ done: images.length, total: images.length });
   });
 
@@ -143,8 +143,7 @@ describe('worker request handling', () => {
       requestId,
       backend: 'cpu',
       family: 'head',
-      generatorUrl: 'head',
-      backboneUrl: 'backbone',
+      releaseUrl: '',
       classes: [
         { name: 'a', images: [images[0]!, images[1]!, notImage] },
         { name: 'b', images: [images[2]!, images[3]!] },
@@ -163,11 +162,11 @@ describe('worker request handling', () => {
     expect(result.result.networks).toHaveLength(2);
     expect(result.result.networks[0]!.weight!.shape).toEqual([2, 1792]);
     expect(result.result.onnx[1]!.length).toBeGreaterThan(2 * 1792 * 4);
-    expect(stages(events)).toContain('denoising');
+    expect(stages(events)).toContain('denoise');
 
     events.length = 0;
     const running = handle(request(4, 500));
-    while (!events.some((e) => e.type === 'progress' && e.stage === 'denoising'))
+    while (!events.some((e) => e.type === 'progress' && e.stage === 'denoise'))
       await new Promise((r) => setTimeout(r, 5));
     await handle({ type: 'cancel', requestId: 5, target: 4 });
     await running;
@@ -185,8 +184,7 @@ describe('worker request handling', () => {
       requestId: 9,
       backend: 'cpu',
       family: 'head',
-      generatorUrl: 'head',
-      backboneUrl: 'backbone',
+      releaseUrl: '',
       classes: [{ name: 'only', images: fixtureImages() }],
       options: {},
       precision: 'fp32',

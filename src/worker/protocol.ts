@@ -1,10 +1,11 @@
 // The typed protocol between the page and its worker. The page sends requests;
 // the worker answers each with progress events and exactly one result or error.
 
-import type { Family, GeneratorCheckResult } from '../engine/generator-check';
-import type { Backend, BackendAttempt, BackendRequest } from '../engine/runtime';
-import type { NamedTensor } from '../engine/safetensors';
-import type { Precision, SamplingOptions } from '../engine/sampling';
+import type { GeneratorCheckResult } from '../engine/generator-check';
+import type { GenerationResult } from '../engine/pipeline';
+import type { ProgressStage } from '../engine/progress';
+import type { BackendAttempt, BackendRequest } from '../engine/runtime';
+import type { Family, Precision, SamplingOptions } from '../engine/sampling';
 import type { SliceResult } from '../engine/slice';
 import type { TfBackend } from '../engine/tf-backend';
 
@@ -29,18 +30,18 @@ export type WorkerRequest =
       requestId: number;
       backend: BackendRequest;
       family: Family;
-      /** URL of the family's release folder (manifest.json, graphs, trace.json). */
-      generatorUrl: string;
+      /** URL of the release folder (its family folders hold manifest.json, graphs, trace.json). */
+      releaseUrl: string;
     }
   | {
       type: 'generate';
       requestId: number;
       backend: BackendRequest;
       family: Family;
-      /** For the cnn family: cnn-s or cnn-w. */
+      /** For the cnn family: cnn-s or cnn-w; the manifest's default when absent. */
       arch?: string;
-      generatorUrl: string;
-      backboneUrl: string;
+      /** URL of the release folder (backbone/, head/, cnn/). */
+      releaseUrl: string;
       /** Classes in output order, each with its images. */
       classes: { name: string; images: ImageFile[] }[];
       options: Partial<SamplingOptions>;
@@ -50,17 +51,7 @@ export type WorkerRequest =
   /** Stops the request `target` at its next step; it then answers with an error saying so. */
   | { type: 'cancel'; requestId: number; target: number };
 
-export type Stage =
-  | 'loading'
-  | 'selecting-backend'
-  | 'running'
-  | 'decoding'
-  | 'loading-backbone'
-  | 'extracting'
-  | 'loading-generator'
-  | 'encoding'
-  | 'denoising'
-  | 'decoding-weights';
+export type Stage = ProgressStage;
 
 export interface FeaturesResult {
   backend: TfBackend;
@@ -71,27 +62,7 @@ export interface FeaturesResult {
   msPerImage: number;
 }
 
-export interface GenerateResult {
-  family: Family;
-  arch?: string;
-  classes: string[];
-  imagesPerClass: number[];
-  /** Files that could not be decoded, with why; they were left out. */
-  unreadable: string[];
-  /** The backend the generator graphs ran on, and the one the backbone ran on (tfjs). */
-  backend: Backend;
-  skipped: readonly BackendAttempt[];
-  featureBackend: string;
-  releaseVersion: string;
-  /** The precision of the graphs that ran. */
-  precision: Precision;
-  options: SamplingOptions;
-  /** Per sample: its tensors by PyTorch name, in layout order. */
-  networks: Record<string, NamedTensor>[];
-  /** Per sample: the whole generated network as ONNX (onnx-writer.ts). */
-  onnx: Uint8Array[];
-  timingsMs: { features: number; encode: number; denoise: number; decode: number };
-}
+export type GenerateResult = GenerationResult;
 
 export type WorkerEvent =
   | { type: 'progress'; requestId: number; stage: Stage; done: number; total: number }

@@ -1,0 +1,341 @@
+// Measuring generated weights on held-out images, beside same-run baselines:
+// nearest class mean and logistic regression on the support images' backbone
+// features (C chosen as the factory's baselines choose it), random init, and for
+// CNNs the zoo checkpoint of the nearest seen task and class-mean last layers.
+// The CLI's `evaluate` and the page call `evaluateWeights`.
+
+import type { CnnArchLayout, CnnManifest } from './cnn-generator';
+import { readVerified, type FileSource } from './files';
+import { backgroundIsDark, luma, toGray28 } from './gray28';
+import {
+  accuracy,
+  logisticRegression,
+  nearestClassMeanHead,
+  randomHead,
+  unitNormalise,
+  type LabelledFeatures,
+} from './heads';
+import { cnnToOnnx } from './onnx-writer';
+import type { DatasetFeatures } from './pipeline';
+import type { RgbaImage } from './preprocess';
+import { Mulberry32 } from './rng';
+import type { RuntimeHost } from './runtime';
+import { decodeSafetensors } from './safetensors';
+import type { Family, NetworkWeights } from './sampling';
+
+/**
+ * The factory's logistic-regression settings (models/d2nwg/baselines.py,
+ * BaselineConfig; recorded in models/data/baselines.json): C from this grid by
+ * 3-fold cross-validation on the support, ties to the smaller C; at 1 image per
+ * class, where no fold can be held out, the C the factory chose on seen datasets.
+ */
+export const LOGISTIC = { cGrid: [1, 10, 100, 1000], cvFolds: 3, oneShotC: 1000 } as const;
+
+/** Per-class feature matrices as one labelled, L2-normalised set. */
+export function labelled(perClass: readonly Float32Array[], dim: number): LabelledFeatures {
+  const rows = perClass.reduce((a, m) => a + m.length / dim, 0);
+  const all = new Float32Array(rows * dim);
+  const labels = new Int32Array(rows);
+  let at = 0;
+  perClass.forEach((m, c) => {
+    all.set(m, at * dim);
+    labels.fill(c, at, at + m.length / dim);
+    at += m.length / dim;
+  });
+  return { dim, features: unitNormalise(all, dim), labels };
+}
+
+function subset(data: LabelledFeatures, rows: number[]): LabelledFeatures {
+  const { dim } = data;
+  const features = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => features.set(data.features.subarray(r * dim, (r + 1) * dim), i * dim));
+  return { dim, features, labels: Int32Array.from(rows.map((r) => data.labels[r]!)) };
+}
+
+/**
+ * C for logistic regression by stratified cross-validation on the support (each
+ * class's images dealt to folds in turn); the factory's 1-shot C when a class
+ * has a single image.
+ */
+export function chooseC(support: LabelledFeatures, classes: number): number {
+  const perClass = Array.from({ length: classes }, (_, c) =>
+    Array.from(support.labels.keys()).filter((i) => support.labels[i] === c),
+  );
+  const folds = Math.min(LOGISTIC.cvFolds, ...perClass.map((p) => p.length));
+  if (folds < 2) return LOGISTIC.oneShotC;
+  const scores = LOGISTIC.cGrid.map(() => 0);
+  for (let f = 0; f < folds; f++) {
+    const val = subset(
+      support,
+      perClass.flatMap((p) => p.filter((_, i) => i % folds === f)),
+    );
+    const train = subset(
+      support,
+      perClass.flatMap((p) => p.filter((_, i) => i % folds !== f)),
+    );
+    LOGISTIC.cGrid.forEach(
+      (c, g) => (scores[g]! += accuracy(logisticRegression(train, classes, c), val)),
+    );
+  }
+  return LOGISTIC.cGrid[scores.indexOf(Math.max(...scores))]!;
+}
+
+export interface Spread {
+  count: number;
+  values: number[];
+  mean: number;
+  std: number;
+}
+
+export function spread(values: number[]): Spread {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const std = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / values.length);
+  return { count: values.length, values, mean, std };
+}
+
+/** Baselines fitted on the support's backbone features, scored on the query's. */
+export function featureBaselines(
+  support: LabelledFeatures,
+  query: LabelledFeatures,
+  classes: number,
+): { nearestClassMean: number; logisticRegression: { accuracy: number; c: number } } {
+  const c = chooseC(support, classes);
+  return {
+    nearestClassMean: accuracy(nearestClassMeanHead(support, classes), query),
+    logisticRegression: { accuracy: accuracy(logisticRegression(support, classes, c), query), c },
+  };
+}
+
+function argmaxAccuracy(logits: Float32Array, labels: Int32Array, classes: number): number {
+  let hits = 0;
+  labels.forEach((label, i) => {
+    let best = 0;
+    for (let c = 1; c < classes; c++)
+      if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+    if (best === label) hits++;
+  });
+  return hits / labels.length;
+}
+
+/** PyTorch's default initialisation, U(±1/√fan_in) for weights and biases, from a seeded stream. */
+export function randomCnn(layout: CnnArchLayout, classes: number, rng: Mulberry32): NetworkWeights {
+  const out: NetworkWeights = {};
+  for (const t of layout.tensors) {
+    const shape = t.name.startsWith(`${layout.head_layer}.`)
+      ? [classes, ...t.shape.slice(1)]
+      : t.shape;
+    const weightShape = layout.tensors.find(
+      (w) => w.name === t.name.replace(/\.bias$/, '.weight'),
+    )!.shape;
+    const bound = 1 / Math.sqrt(weightShape.slice(1).reduce((a, b) => a * b, 1));
+    const count = shape.reduce((a, b) => a * b, 1);
+    out[t.name] = {
+      shape,
+      data: Float32Array.from({ length: count }, () => (rng.uniform() * 2 - 1) * bound),
+    };
+  }
+  return out;
+}
+
+/** Output `output` [count × width] of a whole-CNN graph on images [count, 1, 28, 28]. */
+export async function runCnn(
+  host: RuntimeHost,
+  graph: Uint8Array,
+  pixels: Float32Array,
+  count: number,
+  output: 'logits' | 'features' = 'logits',
+): Promise<Float32Array> {
+  const session = await host.ort.InferenceSession.create(graph);
+  try {
+    const out = await session.run({
+      images: new host.ort.Tensor('float32', pixels, [count, 1, 28, 28]),
+    });
+    const value = out[output];
+    if (value === undefined) throw new Error(`the CNN graph has no output named ${output}`);
+    return value.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+/** Images mostly bright on dark (as the factory decides per dataset: by majority). */
+export function darkBackground(images: readonly RgbaImage[]): boolean {
+  const dark = images.filter((image) => backgroundIsDark(luma(image), image.width, image.height));
+  return dark.length * 2 > images.length;
+}
+
+export interface CnnEvaluationInputs {
+  host: RuntimeHost;
+  manifest: CnnManifest;
+  /** The cnn release folder (for the zoo reference checkpoints). */
+  source: FileSource;
+  arch: string;
+}
+
+export interface Evaluation {
+  family: Family;
+  arch: string;
+  classes: string[];
+  supportImages: number[];
+  queryImages: number[];
+  generated: Spread;
+  nearestClassMean: number;
+  logisticRegression: { accuracy: number; c: number };
+  randomInit: Spread;
+  /** cnn: each body with a nearest-class-mean last layer on its own penultimate features. */
+  withPrototypeLastLayer?: {
+    generated: Spread;
+    randomInit: Spread;
+    pretrained: { task: string; accuracy: number };
+  };
+  darkBackground?: boolean;
+}
+
+const RANDOM_NETWORKS = 10;
+
+/**
+ * Scores generated networks on `query` beside the baselines. Support and query
+ * are the same classes in the same order; for the cnn family both must carry
+ * their decoded images.
+ */
+export async function evaluateWeights(
+  family: Family,
+  networks: readonly NetworkWeights[],
+  support: DatasetFeatures,
+  query: DatasetFeatures,
+  cnn?: CnnEvaluationInputs,
+): Promise<Evaluation> {
+  if (JSON.stringify(support.classes) !== JSON.stringify(query.classes))
+    throw new Error(
+      `the query classes (${query.classes.join(', ')}) differ from the support classes (${support.classes.join(', ')})`,
+    );
+  const classes = support.classes.length;
+  const s = labelled(support.perClass, support.featureDim);
+  const q = labelled(query.perClass, query.featureDim);
+  const base = {
+    family,
+    classes: support.classes,
+    supportImages: support.perClass.map((m) => m.length / support.featureDim),
+    queryImages: query.perClass.map((m) => m.length / query.featureDim),
+    ...featureBaselines(s, q, classes),
+  };
+  if (family === 'head') {
+    const headOf = (n: NetworkWeights) => ({
+      classes,
+      dim: q.dim,
+      weight: n.weight!.data,
+      bias: n.bias!.data,
+    });
+    const rng = new Mulberry32(0);
+    const random = Array.from({ length: RANDOM_NETWORKS }, () =>
+      accuracy(
+        randomHead(classes, q.dim, () => rng.normal()),
+        q,
+      ),
+    );
+    return {
+      ...base,
+      arch: 'linear',
+      generated: spread(networks.map((n) => accuracy(headOf(n), q))),
+      randomInit: spread(random),
+    };
+  }
+  if (cnn === undefined || support.decoded === undefined || query.decoded === undefined)
+    throw new Error('evaluating CNNs needs the cnn release and the decoded images');
+  const { host, manifest, arch } = cnn;
+  const layout = manifest.layout.archs[arch];
+  if (layout === undefined) throw new Error(`this release has no CNN architecture "${arch}"`);
+  const supportImages = support.decoded.flat();
+  const queryImages = query.decoded.flat();
+  const dark = darkBackground([...supportImages, ...queryImages]);
+  const gray = (images: RgbaImage[]) => {
+    const pixels = new Float32Array(images.length * 28 * 28);
+    images.forEach((image, i) => pixels.set(toGray28(image, dark), i * 28 * 28));
+    return pixels;
+  };
+  const queryPixels = gray(queryImages);
+  const supportPixels = gray(supportImages);
+  const zeroShot = async (net: NetworkWeights) =>
+    argmaxAccuracy(
+      await runCnn(host, cnnToOnnx(layout, net), queryPixels, queryImages.length),
+      q.labels,
+      classes,
+    );
+  /** The body with its last layer replaced by class-mean prototypes of its penultimate features. */
+  const prototypeAccuracy = async (net: NetworkWeights): Promise<number> => {
+    const graph = cnnToOnnx(layout, net, '', { penultimate: true });
+    const dim = layout.head_in_features;
+    const features = async (pixels: Float32Array, n: number) =>
+      unitNormalise(await runCnn(host, graph, pixels, n, 'features'), dim);
+    const train = {
+      dim,
+      features: await features(supportPixels, supportImages.length),
+      labels: s.labels,
+    };
+    const test = {
+      dim,
+      features: await features(queryPixels, queryImages.length),
+      labels: q.labels,
+    };
+    return accuracy(nearestClassMeanHead(train, classes), test);
+  };
+  const generated: number[] = [];
+  const generatedPrototypes: number[] = [];
+  for (const net of networks) {
+    generated.push(await zeroShot(net));
+    generatedPrototypes.push(await prototypeAccuracy(net));
+  }
+  const rng = new Mulberry32(0);
+  const random: number[] = [];
+  const randomPrototypes: number[] = [];
+  for (let r = 0; r < RANDOM_NETWORKS; r++) {
+    const net = randomCnn(layout, classes, rng);
+    random.push(await zeroShot(net));
+    randomPrototypes.push(await prototypeAccuracy(net));
+  }
+  const pretrained = await nearestZooCheckpoint(cnn, layout, s);
+  return {
+    ...base,
+    arch,
+    generated: spread(generated),
+    randomInit: spread(random),
+    withPrototypeLastLayer: {
+      generated: spread(generatedPrototypes),
+      randomInit: spread(randomPrototypes),
+      pretrained: { task: pretrained.task, accuracy: await prototypeAccuracy(pretrained.network) },
+    },
+    darkBackground: dark,
+  };
+}
+
+/** "Pretrained": the zoo checkpoint of the seen task whose mean feature is nearest the support's. */
+async function nearestZooCheckpoint(
+  cnn: CnnEvaluationInputs,
+  layout: CnnArchLayout,
+  support: LabelledFeatures,
+): Promise<{ task: string; network: NetworkWeights }> {
+  const entry = cnn.manifest.zoo_reference;
+  const reference = decodeSafetensors(await readVerified(cnn.source, entry.file, entry));
+  const taskIds = JSON.parse(reference.metadata.tasks ?? '[]') as string[];
+  const { dim } = support;
+  const supportMean = new Float32Array(dim);
+  for (let i = 0; i < support.labels.length; i++)
+    for (let j = 0; j < dim; j++) supportMean[j]! += support.features[i * dim + j]!;
+  const means = reference.tensors.task_mean!.data;
+  const scores = taskIds.map((_, t) => {
+    let score = 0;
+    for (let j = 0; j < dim; j++) score += means[t * dim + j]! * supportMean[j]!;
+    return score;
+  });
+  const nearest = scores.indexOf(Math.max(...scores));
+  const network: NetworkWeights = {};
+  for (const t of layout.tensors) {
+    const all = reference.tensors[`${cnn.arch}/${t.name}`]!;
+    const size = all.data.length / all.shape[0]!;
+    network[t.name] = {
+      shape: all.shape.slice(1),
+      data: all.data.slice(nearest * size, (nearest + 1) * size),
+    };
+  }
+  return { task: taskIds[nearest] ?? '', network };
+}
