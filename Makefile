@@ -3,10 +3,13 @@
 
 PY := cd models && /usr/bin/python3 -m d2nwg
 
-# Serve the app on the committed release models: http://127.0.0.1:4173
+# Serve the app on the committed release models: http://127.0.0.1:$(PORT)
+# (another port: make app PORT=8080; another interface: make app HOST=0.0.0.0).
+PORT ?= 4173
+HOST ?= 127.0.0.1
 app: setup
 	npm run build
-	npm run preview -- --host 127.0.0.1 --port 4173 --strictPort
+	npm run preview -- --host $(HOST) --port $(PORT) --strictPort
 
 # Every test: typecheck, lint, unit, factory (with the tiny pipeline), e2e.
 test:

@@ -3,6 +3,7 @@
 // per launch). Nothing here downloads a browser.
 
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterEach, expect } from 'vitest';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -32,4 +33,36 @@ export function recordPageErrors(page: Page): string[] {
     if (message.type() === 'error') errors.push(`console: ${message.text()}`);
   });
   return errors;
+}
+
+interface OpenedPage {
+  page: Page;
+  errors: string[];
+  allowed: RegExp[];
+}
+
+/**
+ * Pages for the current test, each recording console errors and uncaught page
+ * errors. After each test every page is closed, and the test fails if any of
+ * them logged an error that it did not declare as expected.
+ */
+export function checkedPages(browser: () => Browser) {
+  let opened: OpenedPage[] = [];
+  afterEach(async () => {
+    const current = opened;
+    opened = [];
+    const unexpected = current.flatMap(({ errors, allowed }) =>
+      errors.filter((e) => !allowed.some((pattern) => pattern.test(e))),
+    );
+    await Promise.all(current.map(({ page }) => page.close().catch(() => undefined)));
+    expect(unexpected, 'console errors during the test').toEqual([]);
+  });
+  return {
+    async open({ allowErrors = [] }: { allowErrors?: RegExp[] } = {}): Promise<OpenedPage> {
+      const page = await browser().newPage();
+      const entry = { page, errors: recordPageErrors(page), allowed: allowErrors };
+      opened.push(entry);
+      return entry;
+    },
+  };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { launchChromium, recordPageErrors } from './browser';
+import { checkedPages, launchChromium } from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
 
@@ -33,6 +33,7 @@ async function settle(page: Page, testId: string, timeout = 120_000): Promise<st
 
 describe('generation in the page, Chromium with WebGPU exposed', () => {
   let browser: Browser;
+  const pages = checkedPages(() => browser);
   beforeAll(async () => {
     browser = await launchChromium({ webgpu: true });
   });
@@ -41,8 +42,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
   for (const backend of ['webgpu', 'wasm'] as const)
     for (const family of ['head', 'cnn'] as const)
       it(`the ${family} generator replays the factory's trace on ${backend}`, async () => {
-        const page = await browser.newPage();
-        const errors = recordPageErrors(page);
+        const { page, errors } = await pages.open();
         await page.goto(`${inject('appUrl')}?backend=${backend}`);
         await page.getByRole('button', { name: `Check the ${family} generator` }).click();
         const status = await settle(page, `check-${family}-status`);
@@ -52,13 +52,12 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
           backend,
         );
         expect(await page.getByTestId(`check-${family}-verdict`).innerText(), shown).toBe('match');
-        await page.close();
       });
 
   it('generates CNNs for a dropped-in folder on WebGPU, with downloads and the backend shown', async () => {
-    const page = await browser.newPage();
-    const errors = recordPageErrors(page);
-    await page.goto(`${inject('appUrl')}?backend=webgpu`);
+    const { page, errors } = await pages.open();
+    // The backbone on wasm: its WebGPU run is the features test's; here the generator's is.
+    await page.goto(`${inject('appUrl')}?backend=webgpu&features=wasm`);
     await page.getByTestId('dataset-input').setInputFiles(datasetFolder(twoClasses));
     await expect
       .poll(() => page.getByTestId('dataset-summary').innerText())
@@ -75,6 +74,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
       `${await page.getByTestId('generate-status').innerText()}\n${errors.join('\n')}`,
     ).toBe('done');
     expect(await page.getByTestId('generate-backend').getAttribute('data-backend')).toBe('webgpu');
+    expect(await page.getByTestId('generate-status').innerText()).toContain('(features on wasm)');
     const rows = page.getByTestId('generated-table').locator('tbody tr');
     expect(await rows.count()).toBe(2);
     expect(await rows.first().innerText()).toContain('fc2.weight [2×20]');
@@ -83,11 +83,10 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
       rows.first().getByRole('button', { name: 'ONNX' }).click(),
     ]);
     expect(download.suggestedFilename()).toBe('sample-0.onnx');
-    await page.close();
   });
 
   it('refuses a folder with one class, and a cancelled run keeps the dataset', async () => {
-    const page = await browser.newPage();
+    const { page } = await pages.open();
     await page.goto(`${inject('appUrl')}?backend=wasm`);
     await page
       .getByTestId('dataset-input')
@@ -108,6 +107,5 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
     expect(await page.getByTestId('generate-error').innerText()).toBe('generation was cancelled');
     expect(await page.getByTestId('dataset-summary').innerText()).toContain('2 classes');
     expect(await page.getByTestId('generate-button').isEnabled()).toBe(true);
-    await page.close();
   });
 });

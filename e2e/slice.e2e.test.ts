@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { launchChromium, recordPageErrors } from './browser';
+import { checkedPages, launchChromium } from './browser';
 
 const sliceDir = resolve(import.meta.dirname, '../models/release/slice');
 const manifest = JSON.parse(readFileSync(resolve(sliceDir, 'manifest.json'), 'utf8')) as {
@@ -33,6 +33,7 @@ function maxAbsError(actual: number[], expected: number[]): number {
 
 describe('runtime slice in the page, Chromium with WebGPU exposed', () => {
   let browser: Browser;
+  const pages = checkedPages(() => browser);
   beforeAll(async () => {
     browser = await launchChromium({ webgpu: true });
   });
@@ -40,8 +41,7 @@ describe('runtime slice in the page, Chromium with WebGPU exposed', () => {
 
   for (const backend of ['webgpu', 'wasm'] as const) {
     it(`runs on ${backend} when forced, matches PyTorch, and shows the backend`, async () => {
-      const page = await browser.newPage();
-      const errors = recordPageErrors(page);
+      const { page, errors } = await pages.open();
       const status = await runSliceInPage(page, backend);
       const shown = await status.innerText();
       expect(await status.getAttribute('data-status'), `${shown}\n${errors.join('\n')}`).toBe(
@@ -54,27 +54,26 @@ describe('runtime slice in the page, Chromium with WebGPU exposed', () => {
       expect(await page.getByTestId('slice-verdict').innerText()).toBe('match');
       const error = maxAbsError(await pageOutput(page), trace.output.data);
       expect(error).toBeLessThanOrEqual(manifest.max_abs_error);
-      await page.close();
     });
   }
 
   it('auto picks WebGPU first', async () => {
-    const page = await browser.newPage();
+    const { page } = await pages.open();
     await runSliceInPage(page, 'auto');
     expect(await page.getByTestId('slice-backend').getAttribute('data-backend')).toBe('webgpu');
-    await page.close();
   });
 });
 
 describe('runtime slice in the page, Chromium without WebGPU', () => {
   let browser: Browser;
+  const pages = checkedPages(() => browser);
   beforeAll(async () => {
     browser = await launchChromium({ webgpu: false });
   });
   afterAll(() => browser?.close());
 
   it('auto falls back to wasm and says why WebGPU was skipped', async () => {
-    const page = await browser.newPage();
+    const { page } = await pages.open();
     await runSliceInPage(page, 'auto');
     const backend = page.getByTestId('slice-backend');
     expect(await backend.getAttribute('data-backend')).toBe('wasm');
@@ -82,16 +81,14 @@ describe('runtime slice in the page, Chromium without WebGPU', () => {
     expect(maxAbsError(await pageOutput(page), trace.output.data)).toBeLessThanOrEqual(
       manifest.max_abs_error,
     );
-    await page.close();
   });
 
   it('forcing WebGPU shows a clear error in the page instead of crashing', async () => {
-    const page = await browser.newPage();
+    const { page } = await pages.open();
     const status = await runSliceInPage(page, 'webgpu');
     expect(await status.getAttribute('data-status')).toBe('error');
     expect(await page.getByTestId('slice-error').innerText()).toMatch(
       /^Could not run on webgpu: no backend could run the model \(asked for webgpu\): webgpu: .*WebGPU/,
     );
-    await page.close();
   });
 });

@@ -6,6 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Node.js: the version package.json's "engines" asks for (Vite 8 needs ≥ 20.19).
+required_node=$(sed -n 's/.*"node": ">=\([0-9.]*\)".*/\1/p' package.json)
+if ! command -v node >/dev/null; then
+  echo "setup: Node.js >= $required_node is needed and none is on PATH" >&2
+  exit 1
+fi
+node_version=$(node -p 'process.versions.node')
+if ! node -e '
+  const [want, have] = process.argv.slice(1).map((v) => v.split(".").map(Number));
+  for (let i = 0; i < 3; i++) if ((have[i] ?? 0) !== (want[i] ?? 0)) process.exit((have[i] ?? 0) > (want[i] ?? 0) ? 0 : 1);
+' "$required_node" "$node_version"; then
+  echo "setup: Node.js $node_version is too old; this project needs >= $required_node (package.json engines)" >&2
+  exit 1
+fi
+
 packages=$(grep -Ev '^\s*(#|$)' scripts/system-packages.txt)
 missing=()
 for package in $packages; do

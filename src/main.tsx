@@ -18,7 +18,10 @@ if (root === null) throw new Error('index.html has no #root element');
 createRoot(root).render(
   <StrictMode>
     <StoreContext value={store}>
-      <App initialBackend={backendFromQuery(window.location.search)} />
+      <App
+        initialBackend={backendFromQuery(window.location.search)}
+        initialFeatureBackend={backendFromQuery(window.location.search, 'features')}
+      />
     </StoreContext>
   </StrictMode>,
 );

@@ -6,16 +6,31 @@ import { FeaturesCard } from './FeaturesCard';
 import { GenerateCard } from './GenerateCard';
 import { RuntimeSliceCard } from './RuntimeSliceCard';
 
-export function App({ initialBackend }: { initialBackend: BackendRequest }) {
+export function App({
+  initialBackend,
+  initialFeatureBackend = null,
+}: {
+  initialBackend: BackendRequest;
+  initialFeatureBackend?: BackendRequest | null;
+}) {
   const backendRequest = useAppStore((s) => s.backendRequest);
   const setBackendRequest = useAppStore((s) => s.setBackendRequest);
+  const setFeatureBackendRequest = useAppStore((s) => s.setFeatureBackendRequest);
   const runSlice = useAppStore((s) => s.runSlice);
   const loadRelease = useAppStore((s) => s.loadRelease);
   useEffect(() => {
     setBackendRequest(initialBackend);
+    setFeatureBackendRequest(initialFeatureBackend);
     void loadRelease();
     void runSlice();
-  }, [initialBackend, setBackendRequest, runSlice, loadRelease]);
+  }, [
+    initialBackend,
+    initialFeatureBackend,
+    setBackendRequest,
+    setFeatureBackendRequest,
+    runSlice,
+    loadRelease,
+  ]);
 
   return (
     <main>

@@ -12,4 +12,9 @@ describe('backend chosen by the page URL', () => {
     expect(backendFromQuery('?backend=webgl')).toBe('auto');
     expect(backendFromQuery('?backend=cpu')).toBe('auto');
   });
+
+  it('takes the backbone backend from ?features=, or none to follow the generator', () => {
+    expect(backendFromQuery('?backend=webgpu&features=wasm', 'features')).toBe('wasm');
+    expect(backendFromQuery('?backend=webgpu', 'features')).toBeNull();
+  });
 });

@@ -6,10 +6,15 @@ export const BACKEND_CHOICES: readonly BackendRequest[] = [
   ...BACKENDS.filter((b) => b !== 'cpu'),
 ];
 
-/** `?backend=webgpu|wasm|auto` forces a backend; anything else means auto. */
-export function backendFromQuery(search: string): BackendRequest {
-  const value = new URLSearchParams(search).get('backend');
-  if (value === null) return 'auto';
+/**
+ * `?backend=webgpu|wasm|auto` forces a backend; anything else means auto.
+ * `?features=…` does the same for the backbone alone (null when not given: the same as the generator's).
+ */
+export function backendFromQuery(search: string): BackendRequest;
+export function backendFromQuery(search: string, key: 'features'): BackendRequest | null;
+export function backendFromQuery(search: string, key = 'backend'): BackendRequest | null {
+  const value = new URLSearchParams(search).get(key);
+  if (value === null) return key === 'backend' ? 'auto' : null;
   try {
     const request = parseBackendRequest(value);
     return BACKEND_CHOICES.includes(request) ? request : 'auto';

@@ -28,6 +28,9 @@ export type Run<R> =
 export interface SettingsSlice {
   backendRequest: BackendRequest;
   setBackendRequest(backend: BackendRequest): void;
+  /** The backbone's backend when it should differ from the generator's (`?features=`), else null. */
+  featureBackendRequest: BackendRequest | null;
+  setFeatureBackendRequest(backend: BackendRequest | null): void;
 }
 
 export interface RuntimeSlice {
@@ -84,6 +87,8 @@ type Slice<T> = StateCreator<AppState, [], [], T>;
 const createSettingsSlice: Slice<SettingsSlice> = (set) => ({
   backendRequest: 'auto',
   setBackendRequest: (backendRequest) => set({ backendRequest }),
+  featureBackendRequest: null,
+  setFeatureBackendRequest: (featureBackendRequest) => set({ featureBackendRequest }),
 });
 
 const createRuntimeSlice =
@@ -202,6 +207,7 @@ const createGenerateSlice =
       },
       generate: async () => {
         const { dataset, generateSettings: g, backendRequest: backend } = get();
+        const featureBackend = get().featureBackendRequest ?? backend;
         if (dataset === null || g === null || datasetProblem(dataset, maxClasses()) !== null)
           return;
         controller?.abort();
@@ -225,6 +231,7 @@ const createGenerateSlice =
             {
               type: 'generate',
               backend,
+              featureBackend,
               family: g.family,
               ...(g.family === 'cnn' ? { arch: g.arch } : {}),
               releaseUrl: deps.releaseUrl,

@@ -73,7 +73,9 @@ export function errorMessage(error: unknown): string {
 }
 
 function sessionOptions(backend: Backend): InferenceSession.SessionOptions {
-  return { executionProviders: [backend], graphOptimizationLevel: 'all' };
+  // Errors only: onnxruntime's notices (such as "Some nodes were not assigned to the preferred
+  // execution providers" on WebGPU) are not faults, and would read as errors in a page's console.
+  return { executionProviders: [backend], graphOptimizationLevel: 'all', logSeverityLevel: 3 };
 }
 
 /**

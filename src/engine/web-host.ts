@@ -19,6 +19,7 @@ function gpu(): GpuLike | undefined {
  */
 export function configureWebRuntime({ wasmPaths }: { wasmPaths: string }): void {
   ort.env.wasm.wasmPaths = wasmPaths;
+  ort.env.logLevel = 'error';
   ort.env.wasm.numThreads = globalThis.crossOriginIsolated
     ? Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 1)
     : 1;

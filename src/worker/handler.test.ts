@@ -142,6 +142,7 @@ describe('worker request handling', () => {
       type: 'generate',
       requestId,
       backend: 'cpu',
+      featureBackend: 'wasm',
       family: 'head',
       releaseUrl: '',
       classes: [
@@ -183,6 +184,7 @@ describe('worker request handling', () => {
       type: 'generate',
       requestId: 9,
       backend: 'cpu',
+      featureBackend: 'wasm',
       family: 'head',
       releaseUrl: '',
       classes: [{ name: 'only', images: fixtureImages() }],

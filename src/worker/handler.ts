@@ -110,7 +110,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
       },
       {
         generators: generatorsFor(request.releaseUrl),
-        extractor: extractorFor(request.releaseUrl, request.backend),
+        extractor: extractorFor(request.releaseUrl, request.featureBackend),
       },
       { signal, onProgress },
     );

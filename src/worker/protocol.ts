@@ -36,7 +36,9 @@ export type WorkerRequest =
   | {
       type: 'generate';
       requestId: number;
+      /** The generator's backend, and the backbone's (tfjs). */
       backend: BackendRequest;
+      featureBackend: BackendRequest;
       family: Family;
       /** For the cnn family: cnn-s or cnn-w; the manifest's default when absent. */
       arch?: string;
