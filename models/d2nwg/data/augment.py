@@ -7,13 +7,12 @@ in, so an image depends only on its seed and its sprite.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-if TYPE_CHECKING:
-    from ..datasets import DatasetsConfig
+from .settings import DatasetsConfig
+
 
 # Sprites are placed and rotated on a canvas this many times the output size,
 # then box-filtered down: antialiased edges without per-op resampling blur.

@@ -18,17 +18,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import augment
 from .debian import package_file, package_version
+from .settings import DatasetsConfig
 from .spec import ClassSpec, DatasetSpec, class_slugs, derive_seed, image_rng, slugify
 
-if TYPE_CHECKING:
-    from ..datasets import DatasetsConfig
 
 FONT_PACKAGE = "fonts-noto-color-emoji"
 UNICODE_PACKAGE = "unicode-data"

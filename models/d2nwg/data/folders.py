@@ -25,16 +25,15 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
 from .debian import package_files, package_version
+from .settings import DatasetsConfig
 from .spec import ClassSpec, DatasetSpec, class_slugs, derive_seed, slugify
 
-if TYPE_CHECKING:
-    from ..datasets import DatasetsConfig
 
 POOLS = {"clipart": "openclipart-png", "stamps": "tuxpaint-stamps-default"}
 RENDERER = "folders/1"

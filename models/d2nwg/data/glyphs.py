@@ -27,7 +27,7 @@ import functools
 import math
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 from fontTools.ttLib import TTFont
@@ -35,10 +35,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import augment
 from .debian import package_file, package_files, package_version
+from .settings import DatasetsConfig
 from .spec import ClassSpec, DatasetSpec, class_slugs, image_rng, slugify
 
-if TYPE_CHECKING:
-    from ..datasets import DatasetsConfig
 
 FONT_PACKAGES = ("fonts-noto-core", "fonts-noto-extra")
 UNICODE_PACKAGE = "unicode-data"

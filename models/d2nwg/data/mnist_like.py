@@ -16,16 +16,15 @@ from __future__ import annotations
 import functools
 import gzip
 import unicodedata
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
 from .debian import package_file, package_version
+from .settings import DatasetsConfig
 from .spec import ClassSpec, DatasetSpec, class_slugs, derive_seed
 
-if TYPE_CHECKING:
-    from ..datasets import DatasetsConfig
 
 FASHION_PACKAGE = "dataset-fashion-mnist"
 DIGITS_PACKAGE = "python3-sklearn"

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .settings import DatasetsConfig
 from .spec import DatasetSpec
 
-if TYPE_CHECKING:
-    from ..datasets import DatasetsConfig
 
 BENCHMARKS = ("fashion-mnist", "digits-8x8")
 QUOTA_ORDER = ("glyph-digits", "glyph-letters", "emoji", "clipart", "stamps")
