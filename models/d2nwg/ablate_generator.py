@@ -45,17 +45,20 @@ import numpy as np
 import torch
 
 from .baselines import BaselineConfig, stable_seed
+from .checkpoint import load_checkpoint
 from .config import DATA_DIR, RELEASE_DIR, as_dict, cache_dir, from_dict, load_config
 from .ddim import NoiseSchedule
-from .evaluate_generator import (EvaluationConfig, accuracies, family_means, generate_all, nearest, settings, stats,
-                                 unseen_section)
+from .evaluate_head import EvaluationConfig, accuracies, family_means, generate_all, nearest, settings, unseen_section
+from .evaluation import stats
 from .features import built_datasets, load_features
-from .head_generator import HeadGenerator, SamplingSettings, load_checkpoint
+from .generation import SamplingSettings
+from .head_generator import HeadGenerator
 from .head_tokens import HeadCorpus, load_head_corpus
 from .head_zoo import HeadRecipe, Task, train_heads
 from .set_encoder import SetEncoder
-from .train_generator import (GeneratorConfig, basis_bank, condition_bank, encode_heads, make_checkpoint,
-                              reconstruction_report, split_heads, train_denoiser, train_encoder, train_vae)
+from .train_head import (GeneratorConfig, basis_bank, encode_heads, make_checkpoint, reconstruction_report, split_heads,
+                         train_denoiser, train_encoder, train_vae)
+from .training import condition_bank
 from .weight_vae import VaeConfig, WeightVae
 
 log = logging.getLogger("d2nwg.ablate_generator")

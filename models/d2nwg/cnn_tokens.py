@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from . import safetensors, zoo_store
-from .cnn_zoo import ARCHS, CnnArch, get_arch, load_dataset_28
-from .head_tokens import seen_class_features
+from .cnn_zoo import load_dataset_28
+from .features import draw_support, seen_class_features
+from .networks import ARCHS, CnnArch, get_arch, predict
 
 CHUNK = 256
 
@@ -172,11 +173,8 @@ class CnnCorpus:
     norm: CnnNorm
 
     def draw_support(self, task: int, shots: int, rng: np.random.Generator) -> list[np.ndarray]:
-        out = []
-        for key in self.task_classes[task]:
-            pool = self.class_train[key]
-            out.append(rng.choice(pool, size=min(shots, len(pool)), replace=False))
-        return out
+        """Per class of the task: indices of `shots` train images (fewer when the class has fewer)."""
+        return draw_support(self.class_train, self.task_classes[task], shots, rng)
 
     def images(self, task: int, data_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return load_dataset_28(self.task_dataset[task], data_root, self.task_class_indices[task])
@@ -226,6 +224,4 @@ def load_cnn_corpus(zoo_dir: Path, data_root: Path, max_models: int = 0, archs: 
 
 
 def cnn_accuracy(arch: str | CnnArch, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
-    from .cnn_zoo import predict
-
     return float((predict(arch, params, x).argmax(-1) == y).mean())

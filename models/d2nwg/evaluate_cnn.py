@@ -40,15 +40,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .baselines import stable_seed  # noqa: E402
-from .cnn_generator import CnnGenerator, CnnGeneratorConfig, model_positions  # noqa: E402
+from .cnn_generator import CnnGenerator, model_positions  # noqa: E402
 from .cnn_tokens import CnnCorpus, load_cnn_corpus  # noqa: E402
-from .cnn_zoo import CLASSES, CnnRecipe, get_arch, init_params, load_dataset_28, predict, train_population  # noqa: E402
+from .cnn_zoo import CnnRecipe, load_dataset_28, train_population  # noqa: E402
 from .config import as_dict, cache_dir, from_dict  # noqa: E402
-from .ddim import add_noise, ddim_step, timesteps  # noqa: E402
-from .evaluate_generator import error_iou, stats  # noqa: E402
-from .features import built_datasets, load_features  # noqa: E402
-from .head_generator import SamplingSettings  # noqa: E402
-from .head_tokens import unit_rows  # noqa: E402
+from .ddim import add_noise, sample_guided  # noqa: E402
+from .evaluation import error_iou, stats  # noqa: E402
+from .features import built_datasets, load_features, unit_rows  # noqa: E402
+from .generation import SamplingSettings  # noqa: E402
+from .networks import CLASSES, get_arch, init_params, predict  # noqa: E402
+from .train_cnn import CnnGeneratorConfig  # noqa: E402
 
 log = logging.getLogger("d2nwg.evaluate_cnn")
 
@@ -180,11 +181,8 @@ def diagnostics_section(generator: CnnGenerator, corpus: CnnCorpus, config: CnnE
                 noise = np.random.default_rng(stable_seed(config.seed, "recovery", t, start)).standard_normal(x0.shape)
                 xt = add_noise(generator.schedule, x0, noise, np.array([start]))
                 eps = generator.denoise(arch, class_tokens, dataset_token, xt, start)
-                z = xt
-                for step in timesteps(generator.schedule, config.steps):
-                    if step <= start:
-                        z, _ = ddim_step(generator.schedule, config.steps,
-                                         generator.denoise(arch, class_tokens, dataset_token, z, int(step)), int(step), z, 0.0, None)
+                z = sample_guided(generator.schedule, xt, generator.eps_function(arch, class_tokens, dataset_token, len(xt)),
+                                  config.steps, eta=0.0, guidance=1.0, rng=None, from_t=start)
                 recovery[start].append((accuracy(z[0] / generator.latent_scale), float(((eps - noise) ** 2).mean())))
         out["archs"][arch] = {
             **{k: float(np.mean(v)) for k, v in rows.items()},

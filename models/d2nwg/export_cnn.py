@@ -38,18 +38,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cnn_generator import CnnGenerator, denoiser_positions, token_conditions
-from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS
 from . import safetensors
-from .cnn_zoo import IMAGE_SIDE, CnnModule, get_arch
-from .ddim import ddim_step, timesteps
-from .export_generator import OPSET, RELEASE_VERSION, EncoderGraph, export_encoder, export_graph, fixture_support, pack
-from .features import backbone_id
+from .checkpoint import MODEL_PARTS
+from .cnn_generator import CnnGenerator
+from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS, load_cnn_corpus
+from .config import cache_dir
+from .features import backbone_id, unit_rows
+from .generation import SamplingSettings
 from .hashing import sha256_file
-from .head_generator import MODEL_PARTS, SamplingSettings
-from .rng import Mulberry32
+from .networks import IMAGE_SIDE, CnnModule, get_arch
+from .onnx_export import OPSET, RELEASE_VERSION, FixtureCondition, export_encoder, export_graph, tensor_json, trace_step
 
 TRACE_TOLERANCE = 1e-4
+DEFAULT_ARCH = "cnn-w"  # what the engine generates when a caller names no arch
 DEFAULTS = SamplingSettings(samples=8, steps=50, eta=0.0, guidance=1.0, seed=0, temperature=1.0)
 PREPROCESSING = ("28×28 grayscale in [0, 1], ink high and background 0: letterboxed on the background colour, "
                  "bilinear (area-averaging) shrink, inverted when the dataset's images are mostly on a light "
@@ -81,10 +82,6 @@ def cnn_graph(arch: str, params: dict[str, np.ndarray], path: Path) -> dict:
 def zoo_reference(generator: CnnGenerator, path: Path) -> dict:
     """The "pretrained" baseline's checkpoints: per seen zoo task, the unit mean of its classes' train
     features (to find the task nearest a new dataset) and, per arch, its final seed-0 checkpoint."""
-    from .cnn_tokens import load_cnn_corpus
-    from .config import cache_dir
-    from .head_tokens import unit_rows
-
     config = generator.checkpoint["config"]
     corpus = load_cnn_corpus(cache_dir() / config["zoo_name"] / "cnns", cache_dir() / config["data_name"],
                              config["max_models"], tuple(config["archs"]))
@@ -104,41 +101,19 @@ def zoo_reference(generator: CnnGenerator, path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "tasks": len(corpus.task_ids)}
 
 
-def tensor_json(x) -> dict:
-    a = np.asarray(x)
-    return {"shape": list(a.shape), "data": a.astype(np.float64).ravel().tolist()}
-
-
 @torch.no_grad()
 def record_trace(generator: CnnGenerator, arch: str, settings: SamplingSettings) -> tuple[dict, list[dict]]:
-    support = fixture_support(generator.encoder.config.feature_dim)
-    features, mask = pack(support)
-    class_tokens, dataset_token = EncoderGraph(generator.encoder)(torch.from_numpy(features), torch.from_numpy(mask))
-    s, c = settings.samples, len(support)
-    tokens = LAYOUTS[arch].body_tokens + c
-    rng = Mulberry32(settings.seed)
-    x = rng.normals(s * tokens * generator.denoiser.config.latent_dim).reshape(s, tokens, -1) * settings.temperature
-    cond = token_conditions(arch, class_tokens[None], dataset_token[None]).expand(s, -1, -1)
-    ds = dataset_token[None].expand(s, -1)
-    positions = denoiser_positions(arch, c, 2 * s)
-    steps = []
-    for t in timesteps(generator.schedule, settings.steps):
-        both = torch.from_numpy(np.concatenate([x, x]).astype(np.float32))
-        eps = generator.denoiser(both, torch.full((2 * s,), float(t)), torch.cat([cond, cond]), torch.cat([ds, ds]),
-                                 torch.ones(2 * s, tokens), torch.cat([torch.ones(s), torch.zeros(s)]), positions).double().numpy()
-        guided = eps[s:] + settings.guidance * (eps[:s] - eps[s:])
-        x, _ = ddim_step(generator.schedule, settings.steps, guided, int(t), x, settings.eta, rng)
-        steps.append({"t": int(t), "eps_conditional": eps[:s].ravel().tolist(), "eps_unconditional": eps[s:].ravel().tolist(),
-                      "prev_sample": x.ravel().tolist()})
-    nets = generator.decode(arch, (x / generator.latent_scale).astype(np.float32))
+    """A run on fixture features through the sampler the evaluations use, every step recorded; and its CNNs."""
+    fixture = FixtureCondition.encode(generator.encoder)
+    steps: list[dict] = []
+    latents = generator.sample_latents(arch, fixture.class_tokens, fixture.dataset_token, settings,
+                                       record=lambda step: steps.append(trace_step(step)))
+    nets = generator.decode(arch, latents)
     trace = {
         "arch": arch,
         "settings": dataclasses.asdict(settings),
-        "features": tensor_json(features),
-        "image_mask": tensor_json(mask),
-        "class_tokens": tensor_json(class_tokens.numpy()),
-        "dataset_token": tensor_json(dataset_token.numpy()),
-        "initial_noise_shape": [s, tokens, generator.denoiser.config.latent_dim],
+        **fixture.trace_inputs(),
+        "initial_noise_shape": list(latents.shape),
         "steps": steps,
         "tensors": [{name: tensor_json(v) for name, v in net.items()} for net in nets],
     }
@@ -210,6 +185,7 @@ def export(generator_dir: Path) -> dict:
             "archs": archs,
         },
         "max_classes": 20,
+        "default_arch": DEFAULT_ARCH,
         "zoo_reference": reference,
         "trace": {"file": "trace.json", "sha256": sha256_file(generator_dir / "trace.json"), "max_abs_error": TRACE_TOLERANCE,
                   "sample_graph": example},

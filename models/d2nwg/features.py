@@ -94,6 +94,33 @@ def load_features(dataset_id: str, data_root: Path, features_root: Path | None =
     )
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row (last axis) scaled to unit L2 norm, as float32: the form every generator reads features in."""
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def seen_class_features(dataset_ids: list[str], data_root: Path) -> tuple[np.ndarray, dict, dict]:
+    """Unit-norm features [N, D] of every image of the (seen) datasets, and per class key "dataset#index"
+    the indices of its train and its test images: what a zoo's models were trained and tested on."""
+    blocks, class_train, class_test, offset = [], {}, {}, 0
+    for dataset_id in dataset_ids:
+        data = load_features(dataset_id, data_root)
+        if data.partition != "seen":
+            raise ValueError(f"a zoo model uses unseen dataset {dataset_id}")
+        blocks.append(unit_rows(data.features))
+        for index in range(len(data.classes)):
+            members = np.flatnonzero(data.labels == index)
+            class_train[f"{dataset_id}#{index}"] = offset + members[data.is_train[members]]
+            class_test[f"{dataset_id}#{index}"] = offset + members[~data.is_train[members]]
+        offset += len(data.labels)
+    return np.concatenate(blocks), class_train, class_test
+
+
+def draw_support(class_train: dict[str, np.ndarray], classes: list[str], shots: int,
+                 rng: np.random.Generator) -> list[np.ndarray]:
+    """Per class key of `classes`: indices of `shots` of its train images (fewer when the class has fewer)."""
+    return [rng.choice(class_train[key], size=min(shots, len(class_train[key])), replace=False) for key in classes]
+
 def compute(data_root: Path, features_root: Path, only: str = "") -> None:
     """Runs the Node feature extractor over every dataset under data_root (resumable)."""
     command = ["npm", "run", "--silent", "features", "--", "--data", str(data_root), "--out", str(features_root)]

@@ -1,7 +1,6 @@
 """Generating classifier heads from a trained checkpoint: support images → encoder → DDIM → VAE decoder.
 
-The sampling loop lives here, apart from training, and uses the shared
-scheduler (`ddim.py`) and noise source (`rng.py`) that the TypeScript engine
+The sampling loop is `ddim.sample_guided`, the one the TypeScript engine
 replays: x_T is `Mulberry32(seed).normals(S·C·L)` reshaped to [S, C, L] (sample,
 class, latent), and η > 0 draws its noise from the same stream afterwards.
 Classifier-free guidance runs the denoiser on the conditional and the
@@ -10,79 +9,19 @@ unconditional batch together: ε = ε_∅ + g (ε_c − ε_∅).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .ddim import NoiseSchedule, ddim_step, timesteps
-from .denoiser import Denoiser, DenoiserConfig
-from .head_tokens import TokenNorm, support_basis, unit_rows
+from .checkpoint import load_checkpoint, load_models
+from .ddim import EpsFunction, GuidedStep, NoiseSchedule, sample_guided
+from .features import unit_rows
+from .generation import SamplingSettings, encode_condition, rows_of
+from .head_tokens import TokenNorm, support_basis
 from .rng import Mulberry32
-from .set_encoder import EncoderConfig, SetEncoder
 from .weight_vae import VaeConfig, WeightVae
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingSettings:
-    samples: int = 10
-    steps: int = 50
-    eta: float = 0.0
-    guidance: float = 1.0  # 1: plain conditional sampling; > 1 pushes further from the unconditional model
-    seed: int = 0
-    temperature: float = 1.0  # x_T is scaled by this: < 1 trades diversity for samples nearer the mode
-
-
-MODEL_PARTS = ("vae", "encoder", "denoiser")
-
-
-def save_checkpoint(checkpoint: dict, folder: Path) -> list[Path]:
-    """Writes one `<part>.pt` per model (its config and weights) and `generator.json` (everything else:
-    training config, token normalisation, latent scale, schedule); one file per model keeps each small."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for part in MODEL_PARTS:
-        paths.append(folder / f"{part}.pt")
-        torch.save(checkpoint[part], paths[-1])
-    rest = {k: v for k, v in checkpoint.items() if k not in MODEL_PARTS}
-    paths.append(folder / "generator.json")
-    paths[-1].write_text(json.dumps(rest, indent=1) + "\n")
-    return paths
-
-
-def load_checkpoint(folder: Path) -> dict:
-    checkpoint = json.loads((folder / "generator.json").read_text())
-    for part in MODEL_PARTS:
-        checkpoint[part] = torch.load(folder / f"{part}.pt", map_location="cpu")
-    return checkpoint
-
-
-def load_models(checkpoint: dict, make_vae) -> tuple:
-    """(vae, encoder, denoiser) rebuilt from a checkpoint's configs and weights, in eval mode;
-    `make_vae(config dict)` builds the family's VAE."""
-    vae = make_vae(checkpoint["vae"]["config"])
-    encoder = SetEncoder(EncoderConfig(**checkpoint["encoder"]["config"]))
-    denoiser = Denoiser(DenoiserConfig(**checkpoint["denoiser"]["config"]))
-    for model, part in ((vae, "vae"), (encoder, "encoder"), (denoiser, "denoiser")):
-        model.load_state_dict(checkpoint[part]["state"])
-        model.eval()
-    return vae, encoder, denoiser
-
-
-@torch.no_grad()
-def encode_condition(encoder: SetEncoder, support: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One dataset through the encoder: per class its features [K_c, D] (any K_c ≥ 1, unit-normalised
-    here) → class tokens [C, d], dataset token [d]."""
-    classes, images = len(support), max(len(s) for s in support)
-    features = np.zeros((1, classes, images, support[0].shape[1]), dtype=np.float32)
-    image_mask = np.zeros((1, classes, images), dtype=np.float32)
-    for c, s in enumerate(support):
-        features[0, c, : len(s)] = unit_rows(s)
-        image_mask[0, c, : len(s)] = 1.0
-    class_tokens, dataset_token = encoder(torch.from_numpy(features), torch.from_numpy(image_mask), torch.ones(1, classes))
-    return class_tokens[0], dataset_token[0]
 
 
 class HeadGenerator:
@@ -106,33 +45,33 @@ class HeadGenerator:
         latent = self.denoiser.config.latent_dim
         return rng.normals(samples * classes * latent).reshape(samples, classes, latent), rng
 
+    def eps_function(self, class_tokens: torch.Tensor, dataset_tokens: torch.Tensor) -> EpsFunction:
+        """The denoiser as `sample_guided` calls it, for heads conditioned on class tokens [B, C, d] and
+        dataset tokens [B, d]."""
+
+        @torch.no_grad()
+        def eps(x: np.ndarray, t: int, condition_scale: np.ndarray) -> np.ndarray:
+            rows, tokens = x.shape[0], x.shape[1]
+            return self.denoiser(torch.from_numpy(x.astype(np.float32)), torch.full((rows,), float(t)),
+                                 rows_of(class_tokens, rows), rows_of(dataset_tokens, rows), torch.ones(rows, tokens),
+                                 torch.from_numpy(condition_scale)).double().numpy()
+
+        return eps
+
     @torch.no_grad()
     def sample_latents(
         self, class_tokens: torch.Tensor, dataset_token: torch.Tensor, settings: SamplingSettings,
-        noise: np.ndarray | None = None,
+        noise: np.ndarray | None = None, record: Callable[[GuidedStep], None] | None = None,
     ) -> np.ndarray:
-        """DDIM from x_T to latents [S, C, L] (unscaled: ready for the VAE decoder)."""
-        classes = class_tokens.shape[0]
-        x, rng = self.initial_noise(settings.samples, classes, settings.seed)
+        """DDIM from x_T (or `noise`) to latents [S, C, L] (unscaled: ready for the VAE decoder);
+        `record` sees every step (the export's parity trace)."""
+        x, rng = self.initial_noise(settings.samples, class_tokens.shape[0], settings.seed)
         if noise is not None:
             x = noise.astype(np.float64)
         x = x * settings.temperature
-        s = settings.samples
-        guided = settings.guidance != 1.0
-        cls = class_tokens[None].expand(s, -1, -1)
-        ds = dataset_token[None].expand(s, -1)
-        scale = torch.ones(s)
-        if guided:
-            cls, ds, scale = torch.cat([cls, cls]), torch.cat([ds, ds]), torch.cat([scale, torch.zeros(s)])
-        mask = torch.ones(cls.shape[0], classes)
-        for t in timesteps(self.schedule, settings.steps):
-            latents = torch.from_numpy(x.astype(np.float32))
-            if guided:
-                latents = torch.cat([latents, latents])
-            eps = self.denoiser(latents, torch.full((cls.shape[0],), float(t)), cls, ds, mask, scale).double().numpy()
-            if guided:
-                eps = eps[s:] + settings.guidance * (eps[:s] - eps[s:])
-            x, _ = ddim_step(self.schedule, settings.steps, eps, int(t), x, settings.eta, rng)
+        s = len(x)
+        eps = self.eps_function(class_tokens[None].expand(s, -1, -1), dataset_token[None].expand(s, -1))
+        x = sample_guided(self.schedule, x, eps, settings.steps, settings.eta, settings.guidance, rng, record)
         return (x / self.latent_scale).astype(np.float32)
 
     @staticmethod
@@ -194,24 +133,9 @@ class HeadGenerator:
         rngs = [rng for _, rng in starts]
         cls = class_tokens.repeat_interleave(s, dim=0)
         ds = dataset_tokens.repeat_interleave(s, dim=0)
-        rows = n * s
-        scale = torch.ones(rows)
-        guided = settings.guidance != 1.0
-        if guided:
-            cls, ds, scale = torch.cat([cls, cls]), torch.cat([ds, ds]), torch.cat([scale, torch.zeros(rows)])
-        mask_tokens = torch.ones(cls.shape[0], tokens)
-        for t in timesteps(self.schedule, settings.steps):
-            latents = torch.from_numpy(x.astype(np.float32))
-            if guided:
-                latents = torch.cat([latents, latents])
-            eps = self.denoiser(latents, torch.full((cls.shape[0],), float(t)), cls, ds, mask_tokens, scale).double().numpy()
-            if guided:
-                eps = eps[rows:] + settings.guidance * (eps[:rows] - eps[rows:])
-            if settings.eta == 0.0:
-                x, _ = ddim_step(self.schedule, settings.steps, eps, int(t), x, 0.0, None)
-            else:  # each dataset draws its η noise from its own stream, as a separate call would
-                x = np.concatenate([ddim_step(self.schedule, settings.steps, eps[b * s : (b + 1) * s], int(t),
-                                              x[b * s : (b + 1) * s], settings.eta, rngs[b])[0] for b in range(n)])
+        # Each dataset draws its η noise from its own stream, as a separate call would.
+        x = sample_guided(self.schedule, x, self.eps_function(cls, ds), settings.steps, settings.eta, settings.guidance,
+                          rngs)
         latents = (x / self.latent_scale).astype(np.float32).reshape(n, s, tokens, -1)
         weights, biases = zip(*(self.decode(latents[b], self.basis(supports[b])) for b in range(n)))
         return np.stack(weights), np.stack(biases)

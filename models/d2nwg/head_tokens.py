@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import safetensors, zoo_store
-from .features import load_features
+from .features import draw_support, seen_class_features, unit_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +44,6 @@ class TokenNorm:
         weight = tokens[..., :-1] * self.weight_std + self.weight_mean
         bias = tokens[..., -1] * self.bias_std + self.bias_mean
         return weight.astype(np.float32), bias.astype(np.float32)
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def support_basis(class_means: np.ndarray) -> np.ndarray:
@@ -82,34 +78,13 @@ class HeadCorpus:
 
     def draw_support(self, task: int, shots: int, rng: np.random.Generator) -> list[np.ndarray]:
         """Per class of the task: indices of `shots` train images (fewer when the class has fewer)."""
-        out = []
-        for key in self.task_classes[task]:
-            pool = self.class_train[key]
-            out.append(rng.choice(pool, size=min(shots, len(pool)), replace=False))
-        return out
+        return draw_support(self.class_train, self.task_classes[task], shots, rng)
 
     def heldout(self, task: int) -> tuple[np.ndarray, np.ndarray]:
         """The task's test images: (features [N, D], labels [N] in head-row order)."""
         idx = [self.class_test[key] for key in self.task_classes[task]]
         labels = np.concatenate([np.full(len(i), c) for c, i in enumerate(idx)])
         return self.features[np.concatenate(idx)], labels
-
-
-def seen_class_features(dataset_ids: list[str], data_root: Path) -> tuple[np.ndarray, dict, dict]:
-    """Unit-norm features [N, D] of every image of the (seen) datasets, and per class key "dataset#index"
-    the indices of its train and its test images."""
-    blocks, class_train, class_test, offset = [], {}, {}, 0
-    for dataset_id in dataset_ids:
-        data = load_features(dataset_id, data_root)
-        if data.partition != "seen":
-            raise ValueError(f"a zoo model uses unseen dataset {dataset_id}")
-        blocks.append(unit_rows(data.features))
-        for index in range(len(data.classes)):
-            members = np.flatnonzero(data.labels == index)
-            class_train[f"{dataset_id}#{index}"] = offset + members[data.is_train[members]]
-            class_test[f"{dataset_id}#{index}"] = offset + members[~data.is_train[members]]
-        offset += len(data.labels)
-    return np.concatenate(blocks), class_train, class_test
 
 
 def load_head_corpus(zoo_dir: Path, data_root: Path, max_heads: int = 0) -> HeadCorpus:

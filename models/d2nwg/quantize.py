@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from .config import RELEASE_DIR, cache_dir, load_config
+from .families import FAMILIES, generator_folder
 from .hashing import sha256_file
 
 MIN_ELEMENTS = 4096
@@ -87,77 +86,13 @@ def fake_quantize(modules: list[torch.nn.Module], precision: str) -> None:
                 tensor.copy_(torch.from_numpy(quantize_array(tensor.numpy(), precision)))
 
 
-def measure_head(folder: Path, precision: str | None, tasks: int, config_name: str | None) -> dict:
-    """Generated-head accuracy on seen zoo tasks and on unseen datasets at 20 shots (the evaluation's draws)."""
-    from .baselines import normalise
-    from .evaluate_generator import EvaluationConfig, accuracies, per_class, settings, support_draws
-    from .features import built_datasets, load_features
-    from .head_generator import HeadGenerator
-
-    generator = HeadGenerator.load(folder)
+def measure(family: str, folder: Path, precision: str | None, tasks: int, config_name: str | None) -> dict:
+    """The family's accuracy measures of the generator in `folder`, with the variant's weight map applied
+    (None: fp32)."""
+    generator = FAMILIES[family].load(folder)
     if precision:
         fake_quantize([generator.encoder, generator.denoiser, generator.vae.decoder], precision)
-    config = EvaluationConfig(samples=5)
-    data_root = cache_dir() / json.loads((folder / "training.json").read_text())["config"]["data_name"]
-    unseen = [d for d, partition in built_datasets(data_root) if partition == "unseen"]
-    values = []
-    for dataset_id in unseen[:: max(1, len(unseen) // tasks)]:
-        data = load_features(dataset_id, data_root)
-        x = normalise(data.features).astype(np.float32)
-        for support, _ in support_draws(data, 20, 1, config.seed):
-            query = np.flatnonzero(~data.is_train)
-            w, b = generator.generate(per_class(x, data, support), settings(config, 0))
-            values.append(float(accuracies(w, b, x[query], data.labels[query]).mean()))
-    return {"unseen_20_shot": float(np.mean(values)), "datasets": len(values)}
-
-
-def measure_cnn(folder: Path, precision: str | None, tasks: int, config_name: str | None) -> dict:
-    """What generated CNNs are good for in this release: a fine-tuning start. Per arch, the mean
-    accuracy after one epoch of the zoo recipe from generated weights on unseen datasets (the
-    evaluation's draws and seeds, so fp32 and a variant differ only by the weight map), and the
-    zero-shot accuracy on seen zoo tasks (chance in release 0.1.0, listed for completeness)."""
-    from .cnn_generator import CnnGenerator
-    from .cnn_tokens import load_cnn_corpus
-    from .cnn_zoo import predict
-    from .evaluate_cnn import CnnEvaluationConfig, unseen_section
-    from .head_generator import SamplingSettings
-
-    generator = CnnGenerator.load(folder)
-    if precision:
-        fake_quantize([generator.encoder, generator.denoiser, generator.vae.decoder], precision)
-    config = json.loads((folder / "training.json").read_text())["config"]
-    data_root = cache_dir() / config["data_name"]
-    corpus = load_cnn_corpus(cache_dir() / config["zoo_name"] / "cnns", data_root, config["max_models"], tuple(config["archs"]))
-    rng = np.random.default_rng(0)
-    out = {}
-    for arch in config["archs"]:
-        values = []
-        for t in range(0, len(corpus.task_ids), max(1, len(corpus.task_ids) // tasks)):
-            x, y = corpus.images(t, data_root)[2:]
-            support = [corpus.features[i] for i in corpus.draw_support(t, 20, rng)]
-            nets = generator.generate(arch, support, SamplingSettings(samples=5, steps=50, seed=t))
-            values.append(float(np.mean([(predict(arch, p, x).argmax(-1) == y).mean() for p in nets])))
-        out[f"seen_{arch}"] = float(np.mean(values))
-    evaluation = dataclasses.replace(load_config(CnnEvaluationConfig(), "cnn-evaluation", config_name), finetune_epochs=1)
-    finetuned = unseen_section(generator, corpus, evaluation, data_root)
-    for arch, summary in finetuned["archs"].items():
-        out[f"unseen_finetune_epoch1_{arch}"] = float(summary["generated"]["mean"][1])
-        out[f"unseen_finetune_epoch1_{arch}_per_dataset"] = [float(c[1]) for c in summary["generated"]["per_dataset"]]
-    out["weights"] = generated_weights(generator, corpus, config["archs"])
-    return out
-
-
-def generated_weights(generator, corpus, archs) -> dict[str, np.ndarray]:
-    """Per arch, one generated CNN's flat weights (first task, seed 0): the noise-free comparison of a
-    variant with fp32."""
-    from .head_generator import SamplingSettings
-
-    support = [corpus.features[i] for i in corpus.draw_support(0, 20, np.random.default_rng(0))]
-    out = {}
-    for arch in archs:
-        net = generator.generate(arch, support, SamplingSettings(samples=1, steps=50, seed=0))[0]
-        out[arch] = np.concatenate([v.ravel() for _, v in sorted(net.items())])
-    return out
+    return FAMILIES[family].measure(generator, folder, tasks, config_name)
 
 
 def compare(fp32: dict, variant: dict) -> tuple[dict, dict, dict]:
@@ -186,8 +121,7 @@ def public(accuracy: dict) -> dict:
 
 def run(family: str, folder: Path, tasks: int, config_name: str | None = None) -> dict:
     manifest = json.loads((folder / "manifest.json").read_text())
-    measure = measure_head if family == "head" else measure_cnn
-    reference = measure(folder, None, tasks, config_name)
+    reference = measure(family, folder, None, tasks, config_name)
     result = {"min_elements": MIN_ELEMENTS, "fp32": {"accuracy": public(reference),
                                                      "bytes": {k: g["bytes"] for k, g in manifest["graphs"].items()}}}
     variants = {}
@@ -198,7 +132,7 @@ def run(family: str, folder: Path, tasks: int, config_name: str | None = None) -
             shrunk[name] = quantize_graph(folder / graph["file"], target, precision)
             files[name] = {"file": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
             sizes[name] = target.stat().st_size
-        accuracy = measure(folder, precision, tasks, config_name)
+        accuracy = measure(family, folder, precision, tasks, config_name)
         change, noise, weight_error = compare(reference, accuracy)
         # "No measurable loss": within 0.005 of fp32 on every measure, or within the measure's paired noise.
         ships = all(v >= -max(0.005, noise.get(k, 0.0)) for k, v in change.items())
@@ -215,12 +149,12 @@ def run(family: str, folder: Path, tasks: int, config_name: str | None = None) -
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg quantize-generator", description=__doc__.splitlines()[0])
-    parser.add_argument("--family", choices=("head", "cnn"), required=True)
+    parser.add_argument("--family", choices=tuple(FAMILIES), required=True)
     parser.add_argument("--config", default=None)
     parser.add_argument("--tasks", type=int, default=12, help="datasets or tasks to measure accuracy on")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    folder = RELEASE_DIR / args.family if args.config is None else cache_dir() / f"generator-{args.config}" / args.family
+    folder = generator_folder(args.family, args.config)
     result = run(args.family, folder, args.tasks, args.config)
     for precision in ("fp32", *PRECISIONS):
         r = result[precision]

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from d2nwg.cnn_generator import CnnGenerator, CnnGeneratorConfig, CnnVae, CnnVaeConfig, make_checkpoint
+from d2nwg.cnn_generator import CnnGenerator, CnnVae, CnnVaeConfig
 from d2nwg.cnn_tokens import CHUNK, LAYOUTS, POSITIONS, CnnNorm
-from d2nwg.cnn_zoo import ARCHS, get_arch, init_params, predict
 from d2nwg.ddim import NoiseSchedule
 from d2nwg.denoiser import Denoiser, DenoiserConfig
-from d2nwg.head_generator import SamplingSettings
+from d2nwg.generation import SamplingSettings
+from d2nwg.networks import ARCHS, get_arch, init_params, predict
 from d2nwg.set_encoder import EncoderConfig, SetEncoder
+from d2nwg.train_cnn import CnnGeneratorConfig, make_checkpoint
 
 FEATURES = 48
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from d2nwg import cnn_zoo
+from d2nwg import cnn_zoo, networks
 from d2nwg.data import store
 from d2nwg.hashing import sha256_bytes
 
@@ -66,18 +66,6 @@ def job_records(data_root, tmp_path_factory):
     return job, cnn_zoo.train_cnn_job(job)
 
 
-def test_parameter_counts_and_layouts():
-    assert cnn_zoo.get_arch("cnn-s").parameter_count() == 2464
-    assert cnn_zoo.get_arch("cnn-w").parameter_count() == 11018
-    for arch in cnn_zoo.ARCHS.values():
-        module = cnn_zoo.CnnModule(arch)
-        assert [(n, tuple(p.shape)) for n, p in module.named_parameters()] == arch.layout()
-        assert sum(p.numel() for p in module.parameters()) == arch.parameter_count()
-        assert module(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    with pytest.raises(KeyError, match="cnn-s"):
-        cnn_zoo.get_arch("resnet")
-
-
 def test_grayscale_is_letterboxed_inverted_and_in_range(tmp_path):
     image = Image.new("RGB", (112, 56), "white")  # wide: letterboxing adds white above and below
     ImageDraw.Draw(image).rectangle((4, 4, 107, 51), fill="black")
@@ -111,24 +99,12 @@ def test_dataset_loads_with_relabelled_subset_and_caches(data_root, tmp_path):
     np.testing.assert_array_equal(all_classes[0][all_classes[1] == 7], x_train[y_train == 0])
 
 
-def test_population_forward_equals_each_module(data_root):
-    x = torch.rand(3, 5, 1, 28, 28)
-    for arch in cnn_zoo.ARCHS.values():
-        inits = [cnn_zoo.init_params(arch, s) for s in range(3)]
-        stacked = {name: torch.stack([i[name] for i in inits]) for name, _ in arch.layout()}
-        logits = cnn_zoo.population_forward(arch, stacked, x)
-        for p, init in enumerate(inits):
-            module = cnn_zoo.CnnModule(arch)
-            module.load_state_dict(init)
-            torch.testing.assert_close(logits[p], module(x[p]), rtol=1e-5, atol=1e-5)
-
-
 def test_population_training_matches_training_alone(data_root, tmp_path):
     torch.set_num_threads(1)
     recipe = cnn_zoo.CnnRecipe(epochs=2, snapshot_epochs=1)
     x_a, y_a, _, _ = cnn_zoo.load_dataset_28("synthetic/digits", data_root, cache_root=tmp_path)
     x_b, y_b = x_a[:300], y_a[:300]  # fewer batches per epoch: the masked steps must leave this model alone
-    arch = cnn_zoo.get_arch("cnn-s")
+    arch = networks.get_arch("cnn-s")
     together = cnn_zoo.train_population(arch, [x_a, x_b], [y_a, y_b], [0, 1], [10, 11], recipe)[2]
     for p, (x, y, seed, order) in enumerate(((x_a, y_a, 0, 10), (x_b, y_b, 1, 11))):
         alone = cnn_zoo.train_alone(arch, x, y, seed, order, recipe)[2]
@@ -143,7 +119,7 @@ def test_job_learns_and_records_every_snapshot(job_records):
     for r in records:
         assert r["model_id"].startswith("job-test-")
         assert r["classes"] == list(range(10)) and r["class_names"] == list("0123456789")
-        assert list(r["tensors"]) == [n for n, _ in cnn_zoo.get_arch("cnn-s").layout()]
+        assert list(r["tensors"]) == [n for n, _ in networks.get_arch("cnn-s").layout()]
         assert all(v.dtype == np.float32 for v in r["tensors"].values())
         assert r["heldout_accuracy"] > 0.5 and r["train_accuracy"] > 0.5, r  # chance is 0.1
         assert r["wall_s"] > 0
@@ -153,7 +129,7 @@ def test_predict_reproduces_recorded_accuracy(job_records, data_root):
     job, records = job_records
     for r in records:
         _, _, x_test, y_test = cnn_zoo.load_dataset_28(r["dataset_id"], data_root, r["classes"], cache_root=job.cache_root)
-        accuracy = (cnn_zoo.predict(r["arch"], r["tensors"], x_test).argmax(1) == y_test).mean()
+        accuracy = (networks.predict(r["arch"], r["tensors"], x_test).argmax(1) == y_test).mean()
         assert accuracy == pytest.approx(r["heldout_accuracy"], abs=1e-9)
 
 

@@ -7,10 +7,11 @@ import pytest
 
 from d2nwg.ddim import NoiseSchedule
 from d2nwg.denoiser import Denoiser, DenoiserConfig
-from d2nwg.head_generator import HeadGenerator, SamplingSettings
+from d2nwg.generation import SamplingSettings
+from d2nwg.head_generator import HeadGenerator
 from d2nwg.head_tokens import TokenNorm
 from d2nwg.set_encoder import EncoderConfig, SetEncoder
-from d2nwg.train_generator import GeneratorConfig, make_checkpoint
+from d2nwg.train_head import GeneratorConfig, make_checkpoint
 from d2nwg.weight_vae import VaeConfig, WeightVae
 
 FEATURES = 48

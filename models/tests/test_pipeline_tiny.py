@@ -133,7 +133,8 @@ def test_generated_heads_beat_chance_on_held_out_images_of_seen_tasks(cache):
 
 
 def test_generator_checkpoint_rebuilds_and_generates_deterministically(cache):
-    from d2nwg.head_generator import HeadGenerator, SamplingSettings
+    from d2nwg.generation import SamplingSettings
+    from d2nwg.head_generator import HeadGenerator
 
     generator = HeadGenerator.load(cache / "generator-tiny" / "head")
     data = load_features(sorted(ids_on_side(cache, "unseen"))[0], cache / "data-tiny")
@@ -184,7 +185,7 @@ def test_cnn_generator_trains_evaluates_and_exports_on_the_tiny_zoo(cache):
 
 def test_cnn_generator_checkpoint_generates_deterministically_for_any_class_count(cache):
     from d2nwg.cnn_generator import CnnGenerator
-    from d2nwg.head_generator import SamplingSettings
+    from d2nwg.generation import SamplingSettings
 
     generator = CnnGenerator.load(cache / "generator-tiny" / "cnn")
     data = load_features(sorted(ids_on_side(cache, "unseen"))[0], cache / "data-tiny")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from d2nwg import safetensors
-from d2nwg.cnn_zoo import predict
 from d2nwg.config import DATA_DIR, RELEASE_DIR
+from d2nwg.networks import predict
 
 REFERENCE = RELEASE_DIR / "zoo" / "reference"
 
