@@ -5,26 +5,20 @@
 // per-tensor de-normalisation by the manifest's layout. The same arithmetic as
 // models/d2nwg/cnn_generator.py, so the same seed gives the same weights.
 
-import type { FileSource } from './files';
 import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
 import { cnnToOnnx } from './onnx-writer';
 import { timedStage, type Control } from './progress';
 import {
   checkSupport,
+  generatorManifestShape,
   graphOutput,
-  loadGeneratorFiles,
   GeneratorSessions,
-  graphSchema,
-  sampleLatents,
-  samplingDefaultsSchema,
   samplingOptions,
-  scheduleSchema,
-  variantsSchema,
   type GeneratedWeights,
   type GenerateOptions,
+  type GeneratorFiles,
   type NetworkWeights,
-  type Precision,
 } from './sampling';
 import { array, integer, literal, number, object, record, string } from './schema';
 
@@ -52,16 +46,9 @@ const archSchema = object({
 export type CnnArchLayout = ReturnType<typeof archSchema>;
 
 export const cnnManifestSchema = object({
-  release_version: string,
+  ...generatorManifestShape,
   family: literal('cnn'),
-  graphs: object({ encoder: graphSchema, denoiser: graphSchema, decoder: graphSchema }),
-  backbone: object({ id: string, feature_dim: integer, features: literal('unit-norm') }),
   input: object({ shape: array(integer), preprocessing: string }),
-  schedule: scheduleSchema,
-  sampling_defaults: samplingDefaultsSchema,
-  latent_dim: integer,
-  latent_scale: number,
-  noise: string,
   layout: object({
     chunk: integer,
     positions: integer,
@@ -69,7 +56,6 @@ export const cnnManifestSchema = object({
     condition: string,
     archs: record(archSchema),
   }),
-  max_classes: integer,
   default_arch: string,
   zoo_reference: object({ file: string, sha256: string, bytes: integer, tasks: integer }),
   trace: object({
@@ -78,30 +64,9 @@ export const cnnManifestSchema = object({
     max_abs_error: number,
     sample_graph: object({ file: string, sha256: string, bytes: integer }),
   }),
-  checkpoint: record(string),
   training_inputs: object({ zoo_table_sha256: string, models: integer, tasks: integer }),
-  rebuild_command: string,
-  torch_version: string,
-  variants: variantsSchema,
 });
 export type CnnManifest = ReturnType<typeof cnnManifestSchema>;
-
-export interface CnnGeneratorFiles {
-  manifest: CnnManifest;
-  /** The precision of the graphs below. */
-  precision: Precision;
-  encoder: Uint8Array;
-  denoiser: Uint8Array;
-  decoder: Uint8Array;
-}
-
-export function loadCnnGeneratorFiles(
-  source: FileSource,
-  precision: Precision = 'fp32',
-  options: { orFp32?: boolean } = {},
-): Promise<CnnGeneratorFiles> {
-  return loadGeneratorFiles(source, cnnManifestSchema, precision, options);
-}
 
 /** One generated CNN: its tensors by PyTorch name, in layout order. */
 export type CnnWeights = NetworkWeights;
@@ -158,7 +123,7 @@ export class CnnGenerator extends GeneratorSessions<CnnManifest> {
   readonly family = 'cnn';
 
   static async create(
-    files: CnnGeneratorFiles,
+    files: GeneratorFiles<CnnManifest>,
     backend: SelectedBackend,
     decoderSession?: InferenceSession,
   ): Promise<CnnGenerator> {
@@ -264,25 +229,16 @@ export class CnnGenerator extends GeneratorSessions<CnnManifest> {
     const dim = this.manifest.backbone.feature_dim;
     const classes = support.length;
     checkSupport(support, dim, this.manifest.max_classes, 'CNNs');
-    const encoded = await timedStage('encode', control, () => this.condition(support));
-    const { classTokens, datasetToken } = encoded.result;
-    const tokens = bodyTokens(layout) + classes;
-    const denoised = await timedStage(
-      'denoise',
+    const { x0, encodeMs, denoiseMs } = await this.sampleLatents(
+      support,
+      o,
+      bodyTokens(layout) + classes,
+      (x, t, rows, conditional, classTokens, datasetToken) =>
+        this.eps(arch, x, t, rows, conditional, classTokens, datasetToken),
       control,
-      () =>
-        sampleLatents(
-          this.manifest.schedule,
-          o.samples * tokens * this.manifest.latent_dim,
-          o,
-          (x, t, rows, conditional) =>
-            this.eps(arch, x, t, rows, conditional, classTokens, datasetToken),
-          control,
-        ),
-      { reportUnits: false },
     );
     const decoded = await timedStage('decode', control, () =>
-      this.decode(arch, denoised.result, o.samples, classes),
+      this.decode(arch, x0, o.samples, classes),
     );
     return {
       family: 'cnn',
@@ -290,7 +246,7 @@ export class CnnGenerator extends GeneratorSessions<CnnManifest> {
       classes,
       options: o,
       networks: decoded.result,
-      timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
+      timingsMs: { encode: encodeMs, denoise: denoiseMs, decode: decoded.ms },
     };
   }
 }

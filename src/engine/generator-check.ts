@@ -7,18 +7,11 @@ import { readGeneratorManifest, type GeneratorRegistry } from './generators';
 import { generateWeights } from './pipeline';
 import type { Control } from './progress';
 import type { Backend, BackendAttempt, BackendRequest } from './runtime';
-import type { Family } from './sampling';
+import { samplingDefaultsSchema, type Family } from './sampling';
 import { array, integer, number, object, parse, record, string } from './schema';
 
 const tensor = object({ shape: array(integer), data: array(number) });
-const settings = object({
-  samples: integer,
-  steps: integer,
-  eta: number,
-  guidance: number,
-  seed: integer,
-  temperature: number,
-});
+const settings = samplingDefaultsSchema;
 const step = object({
   t: integer,
   eps_conditional: array(number),
@@ -26,29 +19,28 @@ const step = object({
   prev_sample: array(number),
 });
 
-export const headTraceSchema = object({
+/** What both families' traces record: the support, the condition and each DDIM step. */
+const traceShape = {
   settings,
   features: tensor,
   image_mask: tensor,
   class_tokens: tensor,
   dataset_token: tensor,
   initial_noise_shape: array(integer),
-  basis: tensor,
   steps: array(step),
+};
+
+export const headTraceSchema = object({
+  ...traceShape,
+  basis: tensor,
   weight: tensor,
   bias: tensor,
 });
 export type HeadTrace = ReturnType<typeof headTraceSchema>;
 
 export const cnnTraceSchema = object({
+  ...traceShape,
   arch: string,
-  settings,
-  features: tensor,
-  image_mask: tensor,
-  class_tokens: tensor,
-  dataset_token: tensor,
-  initial_noise_shape: array(integer),
-  steps: array(step),
   tensors: array(record(tensor)),
 });
 export type CnnTrace = ReturnType<typeof cnnTraceSchema>;

@@ -4,77 +4,42 @@
 // decoder → de-normalised weights. The same arithmetic as
 // models/d2nwg/head_generator.py, so the same seed gives the same heads.
 
-import type { FileSource } from './files';
 import { unitNormalise } from './heads';
-import { array, integer, literal, number, object, record, string } from './schema';
+import { array, integer, literal, number, object, string } from './schema';
 import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
 import { headToOnnx } from './onnx-writer';
 import { timedStage, type Control } from './progress';
 import {
   checkSupport,
+  generatorManifestShape,
   graphOutput as output,
-  loadGeneratorFiles,
   GeneratorSessions,
-  graphSchema,
-  sampleLatents,
-  samplingDefaultsSchema,
   samplingOptions,
-  scheduleSchema,
-  variantsSchema,
   type GeneratedWeights,
   type GenerateOptions,
+  type GeneratorFiles,
   type NetworkWeights,
-  type Precision,
 } from './sampling';
 
 export const headManifestSchema = object({
-  release_version: string,
+  ...generatorManifestShape,
   family: literal('head'),
-  graphs: object({ encoder: graphSchema, denoiser: graphSchema, decoder: graphSchema }),
-  backbone: object({ id: string, feature_dim: integer, features: literal('unit-norm') }),
-  schedule: scheduleSchema,
-  sampling_defaults: samplingDefaultsSchema,
-  latent_dim: integer,
-  latent_scale: number,
-  noise: string,
   layout: object({
     architecture: string,
     token: string,
     basis: string,
     tensors: array(object({ name: string, shape: array(string), mean: number, std: number })),
   }),
-  max_classes: integer,
   trace: object({ file: string, sha256: string, max_abs_error: number }),
-  checkpoint: record(string),
   training_inputs: object({
     zoo_table_sha256: string,
     heads: integer,
     tasks: integer,
     rows: integer,
   }),
-  rebuild_command: string,
-  torch_version: string,
-  variants: variantsSchema,
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
-
-export interface HeadGeneratorFiles {
-  manifest: HeadManifest;
-  /** The precision of the graphs below. */
-  precision: Precision;
-  encoder: Uint8Array;
-  denoiser: Uint8Array;
-  decoder: Uint8Array;
-}
-
-export function loadHeadGeneratorFiles(
-  source: FileSource,
-  precision: Precision = 'fp32',
-  options: { orFp32?: boolean } = {},
-): Promise<HeadGeneratorFiles> {
-  return loadGeneratorFiles(source, headManifestSchema, precision, options);
-}
 
 /**
  * The decoder's support directions [C, 2, F] (models/d2nwg/head_tokens.py,
@@ -106,7 +71,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   readonly family = 'head';
 
   static async create(
-    files: HeadGeneratorFiles,
+    files: GeneratorFiles<HeadManifest>,
     backend: SelectedBackend,
     decoderSession?: InferenceSession,
   ): Promise<HeadGenerator> {
@@ -203,24 +168,16 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     const dim = this.featureDim;
     const classes = support.length;
     checkSupport(support, dim, this.manifest.max_classes, 'heads');
-    const encoded = await timedStage('encode', control, () => this.condition(support));
-    const { classTokens, datasetToken } = encoded.result;
-    const denoised = await timedStage(
-      'denoise',
+    const { x0, encodeMs, denoiseMs } = await this.sampleLatents(
+      support,
+      o,
+      classes,
+      (x, t, rows, conditional, classTokens, datasetToken) =>
+        this.eps(x, t, rows, conditional, classes, classTokens, datasetToken),
       control,
-      () =>
-        sampleLatents(
-          this.manifest.schedule,
-          o.samples * classes * this.manifest.latent_dim,
-          o,
-          (x, t, rows, conditional) =>
-            this.eps(x, t, rows, conditional, classes, classTokens, datasetToken),
-          control,
-        ),
-      { reportUnits: false },
     );
     const decoded = await timedStage('decode', control, () =>
-      this.decode(denoised.result, o.samples, supportBasis(support, dim)),
+      this.decode(x0, o.samples, supportBasis(support, dim)),
     );
     const { weight, bias } = decoded.result;
     const networks = Array.from({ length: o.samples }, (_, s) => ({
@@ -236,7 +193,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
       classes,
       options: o,
       networks,
-      timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
+      timingsMs: { encode: encodeMs, denoise: denoiseMs, decode: decoded.ms },
     };
   }
 }

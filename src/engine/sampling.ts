@@ -8,7 +8,7 @@ import { readJson, readVerified, type FileSource } from './files';
 import { unitNormalise } from './heads';
 import type { SelectedBackend } from './runtime';
 import type { NamedTensor } from './safetensors';
-import { throwIfCancelled, yieldToEventLoop, type Control } from './progress';
+import { throwIfCancelled, timedStage, yieldToEventLoop, type Control } from './progress';
 import {
   array,
   integer,
@@ -71,13 +71,7 @@ export async function loadGeneratorFiles<M extends GeneratorManifest>(
   schema: Schema<M>,
   precision: Precision,
   { orFp32 = false }: { orFp32?: boolean } = {},
-): Promise<{
-  manifest: M;
-  precision: Precision;
-  encoder: Uint8Array;
-  denoiser: Uint8Array;
-  decoder: Uint8Array;
-}> {
+): Promise<GeneratorFiles<M>> {
   const manifest = parse(schema, await readJson(source, 'manifest.json'), 'manifest.json');
   const used = orFp32 && manifest.variants[precision] === undefined ? 'fp32' : precision;
   const [encoder, denoiser, decoder] = await Promise.all(
@@ -104,6 +98,33 @@ export const samplingDefaultsSchema = object({
   seed: integer,
   temperature: number,
 });
+
+/** The manifest keys both families share (models/d2nwg/export_*.py write them); each family adds its own. */
+export const generatorManifestShape = {
+  release_version: string,
+  graphs: object({ encoder: graphSchema, denoiser: graphSchema, decoder: graphSchema }),
+  backbone: object({ id: string, feature_dim: integer, features: literal('unit-norm') }),
+  schedule: scheduleSchema,
+  sampling_defaults: samplingDefaultsSchema,
+  latent_dim: integer,
+  latent_scale: number,
+  noise: string,
+  max_classes: integer,
+  checkpoint: record(string),
+  rebuild_command: string,
+  torch_version: string,
+  variants: variantsSchema,
+};
+
+/** A family's manifest, its three graphs at a precision (verified), and that precision. */
+export interface GeneratorFiles<M> {
+  manifest: M;
+  /** The precision of the graphs below. */
+  precision: Precision;
+  encoder: Uint8Array;
+  denoiser: Uint8Array;
+  decoder: Uint8Array;
+}
 
 export interface SamplingOptions {
   samples: number;
@@ -235,16 +256,13 @@ export async function sampleLatents(
   return x;
 }
 
-/** The three graph sessions of a family on one backend, and the tensors they take. */
-export interface GeneratorGraphs<M> {
-  manifest: M;
-  precision: Precision;
-  encoder: Uint8Array;
-  denoiser: Uint8Array;
-  decoder: Uint8Array;
+export interface SamplingManifest {
+  backbone: { feature_dim: number };
+  schedule: NoiseScheduleConfig;
+  latent_dim: number;
 }
 
-export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> {
+export class GeneratorSessions<M extends SamplingManifest> {
   protected constructor(
     readonly manifest: M,
     readonly backend: SelectedBackend,
@@ -256,8 +274,8 @@ export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> 
   ) {}
 
   /** Opens the three graphs on `backend`; the family's constructor gets them. */
-  protected static async open<M extends { backbone: { feature_dim: number } }>(
-    files: GeneratorGraphs<M>,
+  protected static async open<M extends SamplingManifest>(
+    files: GeneratorFiles<M>,
     backend: SelectedBackend,
     /** The decoder's session when the backend choice already opened it. */
     decoderSession?: InferenceSession,
@@ -267,6 +285,43 @@ export class GeneratorSessions<M extends { backbone: { feature_dim: number } }> 
     const denoiser = await backend.createSession(files.denoiser);
     const decoder = decoderSession ?? (await backend.createSession(files.decoder));
     return [files.manifest, backend, files.precision, encoder, denoiser, decoder] as const;
+  }
+
+  /**
+   * The stages both families share: encode the support → DDIM over `tokens`
+   * latent tokens per sample, each step one call of the family's `eps` → x_0
+   * (still scaled by the latent scale), with each stage's milliseconds.
+   */
+  protected async sampleLatents(
+    support: readonly Float32Array[],
+    o: SamplingOptions,
+    tokens: number,
+    eps: (
+      x: Float32Array,
+      t: number,
+      rows: number,
+      conditional: number,
+      classTokens: Float32Array,
+      datasetToken: Float32Array,
+    ) => Promise<Float32Array>,
+    control: Control,
+  ): Promise<{ x0: Float64Array; encodeMs: number; denoiseMs: number }> {
+    const encoded = await timedStage('encode', control, () => this.condition(support));
+    const { classTokens, datasetToken } = encoded.result;
+    const denoised = await timedStage(
+      'denoise',
+      control,
+      () =>
+        sampleLatents(
+          this.manifest.schedule,
+          o.samples * tokens * this.manifest.latent_dim,
+          o,
+          (x, t, rows, conditional) => eps(x, t, rows, conditional, classTokens, datasetToken),
+          control,
+        ),
+      { reportUnits: false },
+    );
+    return { x0: denoised.result, encodeMs: encoded.ms, denoiseMs: denoised.ms };
   }
 
   async release(): Promise<void> {

@@ -195,32 +195,6 @@ interface GenerateReport {
   generator_release: string;
   backbone: string;
   feature_dim: number;
-  settings: {
-    samples: number;
-    steps: number;
-    eta: number;
-    guidance: number;
-    seed: number;
-    temperature: number;
-  };
-  timings_ms: { features: number; encode: number; denoise: number; decode: number };
-  samples: string[];
-}
-
-interface GenerateReport {
-  data: string;
-  family: 'head' | 'cnn';
-  arch?: string;
-  dark_background?: boolean;
-  classes: string[];
-  images_per_class: number[];
-  unreadable: string[];
-  skipped_files: string[];
-  backend: string;
-  precision: Precision;
-  generator_release: string;
-  backbone: string;
-  feature_dim: number;
   settings: SamplingOptions;
   timings_ms: { features: number; encode: number; denoise: number; decode: number };
   samples: string[];
