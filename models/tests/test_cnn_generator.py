@@ -58,10 +58,12 @@ def test_same_seed_gives_the_same_cnn_and_another_seed_another(generator):
     a = generator.generate("cnn-s", data, SamplingSettings(samples=2, steps=6, seed=4))
     b = generator.generate("cnn-s", data, SamplingSettings(samples=2, steps=6, seed=4))
     c = generator.generate("cnn-s", data, SamplingSettings(samples=2, steps=6, seed=5))
-    assert len(a) == 2
+    assert len(a) == len(b) == 2
     assert {k: v.shape for k, v in a[0].items()} == {k: tuple(s) for k, s in get_arch("cnn-s").layout()}
-    for name in a[0]:
-        np.testing.assert_array_equal(a[0][name], b[0][name])
+    for net, again in zip(a, b):  # every sample, every tensor
+        for name in net:
+            np.testing.assert_array_equal(net[name], again[name])
+    assert np.abs(a[0]["conv1.weight"] - a[1]["conv1.weight"]).max() > 1e-3  # the samples differ
     assert np.abs(a[0]["conv1.weight"] - c[0]["conv1.weight"]).max() > 1e-3
 
 

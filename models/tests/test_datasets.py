@@ -1,8 +1,9 @@
 """The datasets stage: deterministic images, the on-disk format, and a partition that cannot leak.
 
 Builds use the `tiny` config (a couple of datasets per family, five images
-per class) in a temporary cache; the partition tests read the committed
-release registry.
+per class): the session's tiny cache (conftest.py), which the tiny pipeline
+shares, and temporary folders for rebuilds with other seeds; the partition
+tests read the committed release registry.
 """
 
 import dataclasses
@@ -31,12 +32,14 @@ def tiny_config() -> datasets.DatasetsConfig:
 
 
 @pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory, tiny_config):
-    """(data root, report, specs) of one tiny build."""
-    out = tmp_path_factory.mktemp("cache") / "data-tiny"
-    report = datasets.build(tiny_config, out, out, workers=1)
+def tiny_build(tiny_cache, tiny_config):
+    """(data root, report, specs) of the session's tiny build (by the stage's command), the report that of
+    building it again as the stage would (nothing left to build; the same registry rewritten)."""
+    root = tiny_cache / "data-tiny"
+    report = datasets.build(tiny_config, root, root, workers=1,
+                            command="cd models && /usr/bin/python3 -m d2nwg datasets --config tiny")
     specs, _ = datasets.plan(tiny_config)
-    return out, report, specs
+    return root, report, specs
 
 
 def png_files(root: Path, dataset_id: str) -> dict[str, bytes]:
@@ -65,10 +68,10 @@ def test_tiny_build_covers_every_family_and_writes_registry_and_sheet(tiny_build
     assert (root / "contact-sheet.png").stat().st_size > 0
 
 
-def test_rebuild_skips_every_complete_dataset(tiny_build, tiny_config):
-    root, _, specs = tiny_build
-    report = datasets.build(tiny_config, root, root, workers=1)
+def test_rebuild_skips_every_complete_dataset(tiny_build):
+    _, report, specs = tiny_build
     assert report["built"] == 0 and report["missing"] == []
+    assert report["datasets"] == len(specs) and report["removed"] == []
 
 
 def test_a_changed_dataset_config_is_rebuilt(tiny_build):

@@ -46,6 +46,7 @@ def test_same_seed_gives_the_same_heads_and_another_seed_other_heads(generator):
     assert a[0].shape == (3, 5, FEATURES) and a[1].shape == (3, 5)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+    assert np.abs(a[0][0] - a[0][1]).max() > 1e-3  # the samples differ
     assert np.abs(a[0] - c[0]).max() > 1e-3
 
 
