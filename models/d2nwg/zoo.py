@@ -18,12 +18,14 @@ then the zoo report into `release/zoo/` (release config only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -187,29 +189,34 @@ def head_jobs(config: ZooConfig, data_root: Path, features_root: Path, out_dir: 
     return jobs
 
 
-def run_jobs(function, jobs: list, workers: int, scheduler: str | None) -> tuple[list[dict], float]:
-    """Runs jobs on dask.distributed; returns their summaries and the wall time."""
-    from distributed import Client, LocalCluster, as_completed
+@contextlib.contextmanager
+def dask_client(workers: int, scheduler: str | None) -> Iterator:
+    """A client of the cluster at `scheduler`, or of a LocalCluster of `workers` processes (one thread
+    each) that lives as long as the client: one for every job of a run (a cluster costs seconds to start)."""
+    from distributed import Client, LocalCluster
 
-    started = time.monotonic()
-    if scheduler:
-        client = Client(scheduler)
-        cluster = None
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.WARNING)
-        client = Client(cluster)
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None, silence_logs=logging.WARNING)
+    client = Client(scheduler) if scheduler else Client(cluster)
     try:
-        summaries = []
-        futures = client.map(function, jobs, pure=False)
-        for i, future in enumerate(as_completed(futures), 1):
-            summary = future.result()
-            summaries.append(summary)
-            log.info("job %s done (%d/%d)%s", summary["job_id"], i, len(jobs), " (cached)" if summary["skipped"] else "")
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def run_jobs(client, function, jobs: list) -> tuple[list[dict], float]:
+    """Runs jobs on dask.distributed; returns their summaries and the wall time."""
+    from distributed import as_completed
+
+    started = time.monotonic()
+    summaries = []
+    futures = client.map(function, jobs, pure=False)
+    for i, future in enumerate(as_completed(futures), 1):
+        summary = future.result()
+        summaries.append(summary)
+        log.info("job %s done (%d/%d)%s", summary["job_id"], i, len(jobs), " (cached)" if summary["skipped"] else "")
     return summaries, time.monotonic() - started
 
 
@@ -229,19 +236,20 @@ def main(argv: list[str]) -> int:
     summary_path = zoo_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary["config"] = as_dict(config)
-    if args.family in ("head", "all"):
-        jobs = head_jobs(config, data_root, features_root, zoo_dir / "heads")
-        results, wall_s = run_jobs(run_head_job, jobs, args.workers, args.scheduler)
-        rows = zoo_store.write_table(zoo_dir / "heads")
-        summary["heads"] = {"models": len(rows), "tasks": len({r["task_id"] for r in rows}), "wall_s": wall_s,
-                            "jobs_trained": sum(not r["skipped"] for r in results)}
-    if args.family in ("cnn", "all"):
-        jobs = cnn_jobs(config, data_root, zoo_dir / "cnns")
-        results, wall_s = run_jobs(run_cnn_job, jobs, args.workers, args.scheduler)
-        rows = zoo_store.write_table(zoo_dir / "cnns")
-        summary["cnns"] = {"models": len(rows), "runs": len({(r["task_id"], r["arch"], r["seed"]) for r in rows}),
-                           "datasets": len({r["task_id"] for r in rows}), "wall_s": wall_s,
-                           "jobs_trained": sum(not r["skipped"] for r in results)}
+    with dask_client(args.workers, args.scheduler) as client:
+        if args.family in ("head", "all"):
+            jobs = head_jobs(config, data_root, features_root, zoo_dir / "heads")
+            results, wall_s = run_jobs(client, run_head_job, jobs)
+            rows = zoo_store.write_table(zoo_dir / "heads")
+            summary["heads"] = {"models": len(rows), "tasks": len({r["task_id"] for r in rows}), "wall_s": wall_s,
+                                "jobs_trained": sum(not r["skipped"] for r in results)}
+        if args.family in ("cnn", "all"):
+            jobs = cnn_jobs(config, data_root, zoo_dir / "cnns")
+            results, wall_s = run_jobs(client, run_cnn_job, jobs)
+            rows = zoo_store.write_table(zoo_dir / "cnns")
+            summary["cnns"] = {"models": len(rows), "runs": len({(r["task_id"], r["arch"], r["seed"]) for r in rows}),
+                               "datasets": len({r["task_id"] for r in rows}), "wall_s": wall_s,
+                               "jobs_trained": sum(not r["skipped"] for r in results)}
     zoo_dir.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
