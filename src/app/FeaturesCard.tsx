@@ -1,7 +1,7 @@
 import { describeBackend } from '../engine/runtime';
 import type { FeaturesResult } from '../worker/protocol';
 import { useAppStore } from './context';
-import { describeProgress } from '../engine/progress';
+import { describeWork } from '../engine/progress';
 
 function norm(features: Float32Array): number {
   return Math.sqrt(features.reduce((s, v) => s + v * v, 0));
@@ -49,7 +49,7 @@ export function FeaturesCard() {
       />
       <div data-testid="features-status" data-status={featuresRun.status} role="status">
         {featuresRun.status === 'running' &&
-          `Working on ${featuresRun.backend}: ${describeProgress(featuresRun.progress)}…`}
+          describeWork(featuresRun.backend, featuresRun.progress)}
         {featuresRun.status === 'error' && (
           <p className="error" data-testid="features-error">
             {featuresRun.message}

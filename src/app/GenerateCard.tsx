@@ -1,6 +1,6 @@
 import { useState, type DragEvent } from 'react';
 import type { Family } from '../engine/generators';
-import { describeProgress } from '../engine/progress';
+import { describeProgress, describeWork } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
 import { describeBackend } from '../engine/runtime';
 import { encodeSafetensors } from '../engine/safetensors';
@@ -19,6 +19,10 @@ function save(bytes: Uint8Array | string, name: string, type = 'application/octe
   link.remove();
   // Revoked later, not at once: the browser may not have started reading the blob yet.
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 const PRECISION_LABELS: Record<Precision, string> = {
@@ -104,6 +108,7 @@ export function GenerateCard() {
   const setSettings = useAppStore((s) => s.setGenerateSettings);
   const generate = useAppStore((s) => s.generate);
   const cancel = useAppStore((s) => s.cancelGenerate);
+  const reading = useAppStore((s) => s.readingDataset);
   const [dragging, setDragging] = useState(false);
   const busy = run.status === 'running';
 
@@ -115,9 +120,13 @@ export function GenerateCard() {
       .filter((e) => e !== null);
     const files: PickedFile[] = [];
     for (const entry of entries) files.push(...(await filesOfEntry(entry as never)));
-    // A dropped folder's paths start with its own name; dropped class folders get a common root.
+    // A dropped folder's paths start with its own name, and a zip is unpacked under its own
+    // name; dropped class folders get a common root.
     const single = entries.length === 1 && entries[0]!.isDirectory;
-    setDataset(single ? files : files.map((f) => ({ ...f, path: `dropped/${f.path}` })));
+    const zips = entries.every((e) => e.isFile && e.name.toLowerCase().endsWith('.zip'));
+    void setDataset(
+      single || zips ? files : files.map((f) => ({ ...f, path: `dropped/${f.path}` })),
+    );
   };
 
   return (
@@ -132,35 +141,69 @@ export function GenerateCard() {
       onDrop={(e) => void onDrop(e)}
     >
       <h2 id="generate-title">Generate weights for your dataset</h2>
-      <p>
-        Drop a folder here, or choose one: one sub-folder of images per class. The images stay in
-        this page.
-      </p>
-      <input
-        type="file"
-        multiple
-        aria-label="Dataset folder"
-        data-testid="dataset-input"
-        disabled={busy}
-        {...{ webkitdirectory: '' }}
-        onChange={(e) =>
-          setDataset(
-            Array.from(e.target.files ?? [], (file) => ({
-              file,
-              path: file.webkitRelativePath || file.name,
-            })),
-          )
-        }
-      />
+      <div className="drop-zone" data-testid="drop-zone" data-dragging={dragging}>
+        <p>
+          <strong>Drop a folder or a .zip here</strong>, or choose one: one sub-folder of images per
+          class. The images stay in this page.
+        </p>
+        <label>
+          Folder{' '}
+          <input
+            type="file"
+            multiple
+            aria-label="Dataset folder"
+            data-testid="dataset-input"
+            disabled={busy}
+            {...{ webkitdirectory: '' }}
+            onChange={(e) =>
+              void setDataset(
+                Array.from(e.target.files ?? [], (file) => ({
+                  file,
+                  path: file.webkitRelativePath || file.name,
+                })),
+              )
+            }
+          />
+        </label>{' '}
+        <label>
+          Zip{' '}
+          <input
+            type="file"
+            accept=".zip,application/zip"
+            aria-label="Dataset zip"
+            data-testid="zip-input"
+            disabled={busy}
+            onChange={(e) =>
+              void setDataset(
+                Array.from(e.target.files ?? [], (file) => ({ file, path: file.name })),
+              )
+            }
+          />
+        </label>
+      </div>
+      {reading && <p role="status">Reading the chosen files…</p>}
+      {dataset === null && problem !== null && (
+        <p className="error" data-testid="dataset-problem">
+          {problem}
+        </p>
+      )}
       {dataset !== null && (
         <div data-testid="dataset-summary">
-          <p>
-            {dataset.classes.length} classes:{' '}
-            {dataset.classes.map((c) => `${c.name} (${c.files.length})`).join(', ')}
-          </p>
+          {dataset.classes.length > 0 && (
+            <p>
+              {plural(dataset.classes.length, 'class', 'classes')}:{' '}
+              {dataset.classes.map((c) => `${c.name} (${c.files.length})`).join(', ')}
+            </p>
+          )}
+          {dataset.nestedFolders.length > 0 && (
+            <p data-testid="dataset-nested">
+              Folders inside class folders are not classes, and their images are not used:{' '}
+              {dataset.nestedFolders.join(', ')}.
+            </p>
+          )}
           {dataset.skipped.length > 0 && (
             <details>
-              <summary>{dataset.skipped.length} files left out</summary>
+              <summary>{plural(dataset.skipped.length, 'file', 'files')} left out</summary>
               <ul>
                 {dataset.skipped.map((s) => (
                   <li key={s}>{s}</li>
@@ -269,7 +312,7 @@ export function GenerateCard() {
       <button
         data-testid="generate-button"
         onClick={() => void generate()}
-        disabled={busy || dataset === null || problem !== null || settings === null}
+        disabled={busy || reading || dataset === null || problem !== null || settings === null}
       >
         Generate
       </button>{' '}
@@ -279,8 +322,7 @@ export function GenerateCard() {
         </button>
       )}
       <div data-testid="generate-status" data-status={run.status} role="status">
-        {run.status === 'running' &&
-          `Working on ${run.backend}: ${describeProgress(run.progress)}…`}
+        {run.status === 'running' && describeWork(run.backend, run.progress)}
         {run.status === 'error' && (
           <p className="error" data-testid="generate-error">
             {run.message}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { datasetProblem, groupByClass, type PickedFile } from './dataset';
+import { zipSync } from 'fflate';
+import { checkFiles, datasetProblem, groupByClass, unpackZips, type PickedFile } from './dataset';
 
 const MAX_CLASSES = 20; // a release's max_classes
 
@@ -41,6 +42,74 @@ describe('a picked folder as classes', () => {
     expect(datasetProblem(groupByClass(many), null)).toBeNull();
     expect(datasetProblem(groupByClass(many), MAX_CLASSES)).toBe(
       `${MAX_CLASSES + 1} classes: this release generates for up to ${MAX_CLASSES} classes`,
+    );
+  });
+
+  it('keeps nested folders out of the classes and says which they are', () => {
+    const dataset = groupByClass(
+      picked('data/cats/1.png', 'data/cats/deeper/2.png', 'data/dogs/3.png', 'data/dogs/x/y/4.png'),
+    );
+    expect(dataset.classes.map((c) => c.name)).toEqual(['cats', 'dogs']);
+    expect(dataset.nestedFolders).toEqual(['cats/deeper', 'dogs/x/y']);
+    expect(dataset.skipped[0]).toBe(
+      'data/cats/deeper/2.png: in the nested folder cats/deeper; only images directly inside a class folder are used',
+    );
+    const onlyNested = groupByClass(picked('data/all/cats/1.png', 'data/all/dogs/2.png'));
+    expect(datasetProblem(onlyNested, MAX_CLASSES)).toMatch(
+      /^no images directly inside class folders \(found only nested folders: all\/cats, all\/dogs\)/,
+    );
+  });
+});
+
+const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0]);
+const JPEG = Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0, 0, 0, 0]);
+
+function file(path: string, bytes: Uint8Array): PickedFile {
+  return { file: new File([bytes as BlobPart], path.split('/').at(-1)!), path };
+}
+
+describe('files checked as soon as the folder is read', () => {
+  it('leaves out empty and renamed files before any generation, and a class left with none', async () => {
+    const dataset = await checkFiles(
+      groupByClass([
+        file('d/a/ok.png', PNG),
+        file('d/a/empty.png', new Uint8Array()),
+        file('d/a/renamed.png', JPEG),
+        file('d/a/text.jpg', new TextEncoder().encode('hello world')),
+        file('d/b/ok.jpg', JPEG),
+        file('d/c/empty.png', new Uint8Array()),
+      ]),
+    );
+    expect(dataset.classes.map((c) => [c.name, c.files.length])).toEqual([
+      ['a', 1],
+      ['b', 1],
+    ]);
+    expect(dataset.skipped).toEqual([
+      'a/empty.png: an empty file (0 bytes)',
+      'a/renamed.png: named .png but holds a JPG image; rename it',
+      'a/text.jpg: not a JPG image (its bytes are no image format we read)',
+      'c/empty.png: an empty file (0 bytes)',
+      'c/: no readable image, so not a class',
+    ]);
+  });
+
+  it('unpacks a zip of class folders, with or without one top folder', async () => {
+    const flat = zipSync({ 'cats/1.png': PNG, 'dogs/2.png': PNG, 'dogs/': new Uint8Array() });
+    const rooted = zipSync({ 'pets/cats/1.png': PNG, 'pets/dogs/2.png': PNG });
+    for (const [name, bytes] of [
+      ['flat.zip', flat],
+      ['rooted.zip', rooted],
+    ] as const) {
+      const files = await unpackZips([file(name, bytes)]);
+      const dataset = groupByClass(files);
+      expect(
+        dataset.classes.map((c) => c.name),
+        name,
+      ).toEqual(['cats', 'dogs']);
+      expect(dataset.skipped, name).toEqual([]);
+    }
+    await expect(unpackZips([file('broken.zip', PNG)])).rejects.toThrow(
+      /^broken\.zip could not be unpacked/,
     );
   });
 });

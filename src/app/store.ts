@@ -17,7 +17,14 @@ import {
 import type { Progress } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
 import type { FeaturesResult, GenerateResult } from '../worker/protocol';
-import { datasetProblem, groupByClass, type PageDataset, type PickedFile } from './dataset';
+import {
+  checkFiles,
+  datasetProblem,
+  groupByClass,
+  unpackZips,
+  type PageDataset,
+  type PickedFile,
+} from './dataset';
 
 export type Run<R> =
   | { status: 'idle' }
@@ -67,7 +74,10 @@ export interface GenerateSlice {
   generateSettings: GenerateSettings | null;
   generateRun: Run<GenerateResult>;
   checkRuns: Record<Family, Run<GeneratorCheckResult>>;
-  setDataset(files: readonly PickedFile[]): void;
+  /** Unpacks zips, groups files into classes and checks each file; the newest call wins. */
+  setDataset(files: readonly PickedFile[]): Promise<void>;
+  /** True while a chosen folder is being read. */
+  readingDataset: boolean;
   setGenerateSettings(settings: Partial<GenerateSettings>): void;
   generate(): Promise<void>;
   cancelGenerate(): void;
@@ -145,6 +155,7 @@ const createGenerateSlice =
   (deps: AppDependencies): Slice<GenerateSlice> =>
   (set, get) => {
     let controller: AbortController | null = null;
+    let datasetReads = 0; // the newest folder read wins over an older one still being checked
     /** The chosen family's class limit, from its manifest (null until read). */
     const maxClasses = () => {
       const release = get().release;
@@ -190,13 +201,20 @@ const createGenerateSlice =
       generateSettings: null,
       generateRun: { status: 'idle' },
       checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
-      setDataset: (files) => {
-        const dataset = groupByClass(files);
-        set({
-          dataset,
-          datasetProblem: datasetProblem(dataset, maxClasses()),
-          generateRun: { status: 'idle' },
-        });
+      readingDataset: false,
+      setDataset: async (files) => {
+        const reading = ++datasetReads;
+        set({ readingDataset: true, generateRun: { status: 'idle' } });
+        try {
+          const dataset = await checkFiles(groupByClass(await unpackZips(files)));
+          if (reading !== datasetReads) return;
+          set({ dataset, datasetProblem: datasetProblem(dataset, maxClasses()) });
+        } catch (error) {
+          if (reading !== datasetReads) return;
+          set({ dataset: null, datasetProblem: (error as Error).message });
+        } finally {
+          if (reading === datasetReads) set({ readingDataset: false });
+        }
       },
       setGenerateSettings: (settings) => {
         const current = get().generateSettings;

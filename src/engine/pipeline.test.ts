@@ -77,7 +77,10 @@ describe('generateWeights, the one pipeline', () => {
       expect(last.shape[0]).toBe(3);
       expectMonotone(events);
       expect(events.filter((p) => p.stage === 'denoise').map((p) => p.done)).toEqual([1, 2, 3]);
-      expect(events.at(-1)).toEqual({ stage: 'export', done: 2, total: 2 });
+      expect(events.at(-1)).toEqual({ stage: 'export', done: 2, total: 2, backend: 'cpu' });
+      // Once the generator is open, every event names the backend doing the work.
+      const opened = events.findIndex((p) => p.stage === 'encode');
+      expect(events.slice(opened).every((p) => p.backend === 'cpu')).toBe(true);
     });
 
   it('opens each generator once and reuses it', async () => {

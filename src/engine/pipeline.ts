@@ -6,9 +6,16 @@
 
 import { extractFeatures, type Backbone } from './backbone';
 import { describeGenerator, type GeneratorRegistry, type WeightGenerator } from './generators';
+import { sha256Hex } from './files';
 import type { RgbaImage } from './preprocess';
-import { throwIfCancelled, timedStage, type Control } from './progress';
-import { errorMessage, type Backend, type BackendAttempt, type BackendRequest } from './runtime';
+import { onBackend, throwIfCancelled, timedStage, type Control } from './progress';
+import {
+  describeBackend,
+  errorMessage,
+  type Backend,
+  type BackendAttempt,
+  type BackendRequest,
+} from './runtime';
 import type { Family, NetworkWeights, Precision, SamplingOptions } from './sampling';
 
 /** An image file as a person handed it over, read only when its turn comes (bounded memory). */
@@ -32,6 +39,8 @@ export interface ClassFeatures {
 export interface FeatureExtractor {
   decode(bytes: Uint8Array | ArrayBuffer, name: string): Promise<RgbaImage>;
   backbone(): Promise<{ backbone: Backbone; backendLabel: string }>;
+  /** Features of images seen before, by the sha256 of their bytes (the page keeps its folder's). */
+  cache?: Map<string, Float32Array>;
 }
 
 /** A dataset as the generator sees it: per class, the features of the images that could be read. */
@@ -59,7 +68,14 @@ export function checkClassCount(classes: number, maxClasses: number, what: strin
     throw new Error(`${classes} classes; this release generates ${what} of up to ${maxClasses}`);
 }
 
-/** Decodes every class's images and extracts their backbone features, reporting both stages. */
+/** Images decoded and featurised at a time: memory stays bounded however many images there are. */
+const BATCH = 16;
+
+/**
+ * Decodes every class's images and extracts their backbone features, a batch
+ * at a time (only a batch of decoded images is held, unless `keepImages`).
+ * Images whose bytes the extractor's cache knows are not decoded again.
+ */
 export async function datasetFeatures(
   classes: readonly ClassImages[],
   extractor: FeatureExtractor,
@@ -68,45 +84,63 @@ export async function datasetFeatures(
 ): Promise<DatasetFeatures> {
   const { signal, onProgress } = control;
   const total = classes.reduce((n, c) => n + c.images.length, 0);
-  const unreadable: string[] = [];
-  const decoded: RgbaImage[][] = [];
-  let done = 0;
-  onProgress?.({ stage: 'read-images', done, total });
-  for (const c of classes) {
-    const images: RgbaImage[] = [];
-    for (const file of c.images) {
-      throwIfCancelled(signal);
-      try {
-        images.push(await extractor.decode(await file.read(), file.name));
-      } catch (error) {
-        unreadable.push(errorMessage(error)); // decoders name the file
-      }
-      onProgress?.({ stage: 'read-images', done: ++done, total });
-    }
-    if (images.length === 0)
-      throw new Error(
-        `no image of class "${c.name}" could be read${unreadable.length ? ` (${unreadable.at(-1)})` : ''}`,
-      );
-    decoded.push(images);
-  }
-  throwIfCancelled(signal);
   const started = performance.now();
   const loaded = await timedStage('load-backbone', control, () => extractor.backbone());
   const { backbone, backendLabel } = loaded.result;
   const dim = backbone.manifest.feature_dim;
-  const readable = decoded.reduce((n, d) => n + d.length, 0);
+  const cache = keepImages ? undefined : extractor.cache;
+  const unreadable: string[] = [];
+  const decoded: RgbaImage[][] = [];
   const perClass: Float32Array[] = [];
-  done = 0;
-  onProgress?.({ stage: 'features', done, total: readable });
-  for (const images of decoded) {
-    throwIfCancelled(signal);
-    const features = await extractFeatures(backbone, images, {
-      onBatch: (n) => onProgress?.({ stage: 'features', done: done + n, total: readable }),
-    });
-    done += images.length;
-    const matrix = new Float32Array(features.length * dim);
-    features.forEach((f, i) => matrix.set(f, i * dim));
+  let done = 0;
+  const report = () => onProgress?.({ stage: 'features', done, total, backend: backendLabel });
+  report();
+  for (const c of classes) {
+    const rows: Float32Array[] = [];
+    const kept: RgbaImage[] = [];
+    for (let start = 0; start < c.images.length; start += BATCH) {
+      const batch: { image: RgbaImage; key: string | null; row: number }[] = [];
+      for (const file of c.images.slice(start, start + BATCH)) {
+        throwIfCancelled(signal);
+        try {
+          const bytes = await file.read();
+          const key = cache ? await sha256Hex(new Uint8Array(bytes)) : null;
+          const known = key !== null ? cache?.get(key) : undefined;
+          if (known !== undefined) {
+            rows.push(known);
+            done++;
+          } else {
+            const image = await extractor.decode(bytes, file.name);
+            batch.push({ image, key, row: rows.length });
+            rows.push(new Float32Array(0)); // filled below
+            if (keepImages) kept.push(image);
+          }
+        } catch (error) {
+          unreadable.push(errorMessage(error)); // decoders name the file
+          done++;
+        }
+      }
+      if (batch.length > 0) {
+        const features = await extractFeatures(
+          backbone,
+          batch.map((b) => b.image),
+        );
+        batch.forEach((b, i) => {
+          rows[b.row] = features[i]!;
+          if (b.key !== null) cache?.set(b.key, features[i]!);
+        });
+        done += batch.length;
+      }
+      report();
+    }
+    if (rows.length === 0)
+      throw new Error(
+        `no image of class "${c.name}" could be read${unreadable.length ? ` (${unreadable.at(-1)})` : ''}`,
+      );
+    const matrix = new Float32Array(rows.length * dim);
+    rows.forEach((f, i) => matrix.set(f, i * dim));
     perClass.push(matrix);
+    if (keepImages) decoded.push(kept);
   }
   return {
     classes: classes.map((c) => c.name),
@@ -219,6 +253,7 @@ export async function generateWeights(
     }),
   );
   const generator = opened.result;
+  const generatorControl = onBackend(control, describeBackend(generator.backend));
   const description = describeGenerator(generator.manifest);
   const arch = generator.resolveArch(request.arch);
   checkClassCount(
@@ -242,7 +277,7 @@ export async function generateWeights(
   const generated = await generator.generate(
     dataset.perClass,
     { ...request.options, arch },
-    control,
+    generatorControl,
   );
   const exportStarted = performance.now();
   const onnx: Uint8Array[] = [];
@@ -251,7 +286,11 @@ export async function generateWeights(
     for (const [s, network] of generated.networks.entries()) {
       throwIfCancelled(control.signal);
       onnx.push(generator.toOnnx(network, arch, doc));
-      control.onProgress?.({ stage: 'export', done: s + 1, total: generated.networks.length });
+      generatorControl.onProgress?.({
+        stage: 'export',
+        done: s + 1,
+        total: generated.networks.length,
+      });
     }
   }
   return {

@@ -23,6 +23,8 @@ export interface Progress {
   /** Units done of `total` within the stage (images, DDIM steps, samples; else 0 or 1). */
   done: number;
   total: number;
+  /** The backend doing this stage's work, once it is known ("webgpu", "wasm (webgpu skipped: …)"). */
+  backend?: string;
 }
 
 export type OnProgress = (progress: Progress) => void;
@@ -31,6 +33,15 @@ export type OnProgress = (progress: Progress) => void;
 export interface Control {
   signal?: AbortSignal;
   onProgress?: OnProgress;
+}
+
+/** `control` with every progress event it reports tagged with `backend`. */
+export function onBackend(control: Control, backend: string): Control {
+  const { onProgress } = control;
+  return {
+    ...control,
+    ...(onProgress ? { onProgress: (p: Progress) => onProgress({ ...p, backend }) } : {}),
+  };
 }
 
 /** What people read for each stage. */
@@ -50,6 +61,17 @@ export const STAGE_LABELS = {
 
 export function describeProgress({ stage, done, total }: Progress): string {
   return total > 1 ? `${STAGE_LABELS[stage]} (${done}/${total})` : STAGE_LABELS[stage];
+}
+
+/** "Working on wasm: denoising (DDIM steps) (3/50)…", naming the backend once it is known. */
+export function describeWork(requested: string, progress: Progress): string {
+  const who =
+    progress.backend !== undefined
+      ? `Working on ${progress.backend}`
+      : requested === 'auto'
+        ? 'Working (choosing a backend)'
+        : `Working (starting ${requested})`;
+  return `${who}: ${describeProgress(progress)}…`;
 }
 
 export class GenerationCancelled extends Error {

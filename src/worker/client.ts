@@ -1,8 +1,9 @@
 // The page's handle on the worker: one promise per request, progress by callback.
 
-import type { ResultEvent, Stage, WorkerEvent, WorkerRequest } from './protocol';
+import type { Progress } from '../engine/progress';
+import type { ResultEvent, WorkerEvent, WorkerRequest } from './protocol';
 
-export type Progress = { stage: Stage; done: number; total: number };
+export type { Progress };
 
 type RequestBody = WorkerRequest extends infer R
   ? R extends WorkerRequest
@@ -42,9 +43,11 @@ export function createWorkerClient(worker: Worker): WorkerClient {
     const entry = pending.get(event.requestId);
     if (entry === undefined) return;
     switch (event.type) {
-      case 'progress':
-        entry.onProgress({ stage: event.stage, done: event.done, total: event.total });
+      case 'progress': {
+        const { stage, done, total, backend } = event;
+        entry.onProgress({ stage, done, total, ...(backend !== undefined ? { backend } : {}) });
         break;
+      }
       case 'error':
         pending.delete(event.requestId);
         entry.reject(new Error(event.message));

@@ -14,16 +14,17 @@ const releaseDir = fileURLToPath(new URL('../../models/release/', import.meta.ur
 
 function nodeHandler() {
   const events: WorkerEvent[] = [];
+  const decoded: string[] = [];
   const handle = createHandler({
     host: nodeHost,
     features: {
-      decode: (bytes, name) => decodeImage(new Uint8Array(bytes), name),
+      decode: (bytes, name) => (decoded.push(name), decodeImage(new Uint8Array(bytes), name)),
       tf: () => nodeTf(),
     },
     post: (event) => events.push(event),
     source: (url) => directorySource(releaseDir + url),
   });
-  return { events, handle };
+  return { events, handle, decoded };
 }
 
 function fixtureImages(): ImageFile[] {
@@ -197,4 +198,32 @@ describe('worker request handling', () => {
       message: 'a classifier needs at least 2 classes (one folder of images per class); got 1',
     });
   });
+
+  it('keeps the features of images it has seen: a second run on the same folder decodes nothing', async () => {
+    const { events, handle, decoded } = nodeHandler();
+    const images = fixtureImages();
+    const request = (requestId: number, family: 'head' | 'cnn'): WorkerRequest => ({
+      type: 'generate',
+      requestId,
+      backend: 'cpu',
+      featureBackend: 'wasm',
+      family,
+      releaseUrl: '',
+      classes: [
+        { name: 'a', images: images.slice(0, 2) },
+        { name: 'b', images: images.slice(2, 4) },
+      ],
+      options: { samples: 1, steps: 2 },
+      precision: 'int8',
+    });
+    await handle(request(1, 'head'));
+    expect(decoded).toHaveLength(4);
+    await handle(request(2, 'cnn'));
+    expect(decoded).toHaveLength(4);
+    const results = events.filter((e) => e.type === 'generate-result');
+    expect(results.map((e) => e.type === 'generate-result' && e.result.imagesPerClass)).toEqual([
+      [2, 2],
+      [2, 2],
+    ]);
+  }, 60_000);
 });

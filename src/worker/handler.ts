@@ -67,8 +67,22 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
     return registry;
   }
 
+  // Features of the images seen so far, per backbone and backend: running again on the same
+  // folder (other settings, another family) extracts nothing twice. Bounded in size.
+  const featureCaches = new Map<string, Map<string, Float32Array>>();
+  const MAX_CACHED_IMAGES = 20_000;
+  function cacheFor(key: string): Map<string, Float32Array> {
+    let cache = featureCaches.get(key);
+    if (cache === undefined || cache.size > MAX_CACHED_IMAGES) {
+      cache = new Map();
+      featureCaches.set(key, cache);
+    }
+    return cache;
+  }
+
   function extractorFor(releaseUrl: string, backend: BackendRequest): FeatureExtractor {
     return {
+      cache: cacheFor(`${releaseUrl} ${backend}`),
       decode: (bytes, name) =>
         context.features.decode(
           bytes instanceof ArrayBuffer
@@ -129,10 +143,11 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
     post({ type: 'progress', requestId, stage: 'load-backbone', done: 0, total: 1 });
     const { backbone: loaded, selected } = await backboneFor(request.backboneUrl, request.backend);
     const started = performance.now();
-    post({ type: 'progress', requestId, stage: 'features', done: 0, total });
-    const features = await extractFeatures(loaded, images, {
-      onBatch: (done) => post({ type: 'progress', requestId, stage: 'features', done, total }),
-    });
+    const backend = describeBackend(selected);
+    const report = (done: number) =>
+      post({ type: 'progress', requestId, stage: 'features', done, total, backend });
+    report(0);
+    const features = await extractFeatures(loaded, images, { onBatch: report });
     const result: FeaturesResult = {
       backend: selected.backend,
       skipped: selected.skipped,

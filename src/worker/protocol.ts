@@ -3,7 +3,7 @@
 
 import type { GeneratorCheckResult } from '../engine/generator-check';
 import type { GenerationResult } from '../engine/pipeline';
-import type { ProgressStage } from '../engine/progress';
+import type { Progress, ProgressStage } from '../engine/progress';
 import type { BackendAttempt, BackendRequest } from '../engine/runtime';
 import type { Family, Precision, SamplingOptions } from '../engine/sampling';
 import type { SliceResult } from '../engine/slice';
@@ -67,7 +67,7 @@ export interface FeaturesResult {
 export type GenerateResult = GenerationResult;
 
 export type WorkerEvent =
-  | { type: 'progress'; requestId: number; stage: Stage; done: number; total: number }
+  | ({ type: 'progress'; requestId: number } & Progress)
   | { type: 'slice-result'; requestId: number; result: SliceResult }
   | { type: 'features-result'; requestId: number; result: FeaturesResult }
   | { type: 'generator-check-result'; requestId: number; result: GeneratorCheckResult }
