@@ -1,0 +1,127 @@
+// What a person meets choosing a dataset in the page (issue 17): nested folders,
+// unreadable files and zips are sorted out when the folder is read; the
+// progress names the backend at work; every download click saves its file.
+
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { zipSync } from 'fflate';
+import type { Browser, Download, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { checkedPages, launchChromium } from './browser';
+
+const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
+
+function folder(files: Record<string, string | Uint8Array>): string {
+  const root = join(mkdtempSync(join(tmpdir(), 'd2nwg-e2e-')), 'my-dataset');
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(root, path, '..'), { recursive: true });
+    if (typeof content === 'string') copyFileSync(join(fixtures, content), join(root, path));
+    else writeFileSync(join(root, path), content);
+  }
+  return root;
+}
+
+async function summary(page: Page): Promise<string> {
+  await expect.poll(() => page.getByTestId('dataset-summary').count()).toBe(1);
+  return page.getByTestId('dataset-summary').innerText();
+}
+
+describe('choosing a dataset, Chromium without WebGPU', () => {
+  let browser: Browser;
+  const pages = checkedPages(() => browser);
+  beforeAll(async () => {
+    browser = await launchChromium({ webgpu: false });
+  });
+  afterAll(() => browser?.close());
+
+  it('shows a drop zone, leaves nested folders and unreadable files out when the folder is read', async () => {
+    const { page } = await pages.open();
+    await page.goto(`${inject('appUrl')}?backend=wasm`);
+    expect(await page.getByTestId('drop-zone').isVisible()).toBe(true);
+    expect(await page.getByTestId('drop-zone').innerText()).toContain(
+      'Drop a folder or a .zip here',
+    );
+    const png = readFileSync(join(fixtures, 'tiny.png'));
+    await page.getByTestId('dataset-input').setInputFiles(
+      folder({
+        'cats/a.png': 'tall.png',
+        'cats/empty.png': new Uint8Array(),
+        'cats/truncated-name.jpg': png, // a PNG named .jpg
+        'cats/kittens/b.png': 'wide.png',
+        'dogs/c.png': 'tiny.png',
+        'dogs/puppies/d.png': 'wide.png',
+      }),
+    );
+    const text = await summary(page);
+    expect(text).toContain('2 classes: cats (1), dogs (1)');
+    expect(text).toContain(
+      'Folders inside class folders are not classes, and their images are not used: cats/kittens, dogs/puppies.',
+    );
+    expect(text).toContain('4 files left out');
+    await page.getByText('4 files left out').click();
+    const details = await summary(page);
+    expect(details).toContain('cats/empty.png: an empty file (0 bytes)');
+    expect(details).toContain(
+      'cats/truncated-name.jpg: named .jpg but holds a PNG image; rename it',
+    );
+  });
+
+  it('says "1 class" and reads a zip of class folders', async () => {
+    const { page } = await pages.open();
+    await page.goto(`${inject('appUrl')}?backend=wasm`);
+    await page.getByTestId('dataset-input').setInputFiles(folder({ 'only/a.png': 'tiny.png' }));
+    expect(await summary(page)).toContain('1 class: only (1)');
+    expect(await page.getByTestId('dataset-problem').innerText()).toMatch(/^only one class/);
+    const png = readFileSync(join(fixtures, 'tiny.png'));
+    const zip = zipSync({ 'pets/cats/1.png': png, 'pets/cats/2.png': png, 'pets/dogs/3.png': png });
+    await page
+      .getByTestId('zip-input')
+      .setInputFiles({ name: 'pets.zip', mimeType: 'application/zip', buffer: Buffer.from(zip) });
+    await expect.poll(() => summary(page)).toContain('2 classes: cats (2), dogs (1)');
+    expect(await page.getByTestId('dataset-problem').count()).toBe(0);
+  });
+
+  it('names the backend at work while generating, not "auto"', async () => {
+    const { page } = await pages.open();
+    await page.goto(inject('appUrl'));
+    await page
+      .getByTestId('dataset-input')
+      .setInputFiles(folder({ 'a/1.png': 'tall.png', 'b/2.png': 'wide.png' }));
+    await summary(page);
+    await page.getByTestId('steps-input').fill('1000');
+    await page.getByTestId('generate-button').click();
+    await expect
+      .poll(() => page.getByTestId('generate-status').innerText(), { timeout: 60_000 })
+      .toMatch(/^Working on wasm \(webgpu skipped: .*\): denoising/);
+    await page.getByTestId('cancel-button').click();
+    await expect
+      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'))
+      .toBe('error');
+  });
+
+  it('saves a file for every one of 100 download clicks', async () => {
+    const { page } = await pages.open();
+    await page.goto(`${inject('appUrl')}?backend=wasm`);
+    await page
+      .getByTestId('dataset-input')
+      .setInputFiles(folder({ 'a/1.png': 'tall.png', 'b/2.png': 'wide.png' }));
+    await summary(page);
+    await page.getByTestId('samples-input').fill('1');
+    await page.getByTestId('steps-input').fill('1');
+    await page.getByTestId('generate-button').click();
+    await expect
+      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'), {
+        timeout: 60_000,
+      })
+      .toBe('done');
+    const downloads: Download[] = [];
+    page.on('download', (d) => downloads.push(d));
+    const button = page.getByTestId('generated-table').getByRole('button', { name: 'JSON' });
+    for (let i = 0; i < 100; i++) await button.click();
+    await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(100);
+    const saved = await Promise.all(downloads.map((d) => d.path()));
+    for (const path of saved)
+      expect(JSON.parse(readFileSync(path, 'utf8')).classes).toEqual(['a', 'b']);
+  });
+});
