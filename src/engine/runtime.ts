@@ -31,6 +31,8 @@ export interface RuntimeHost {
   readonly preference: readonly Backend[];
   /** Null when `backend` may work here; otherwise why it cannot (for example, no WebGPU adapter). */
   unavailableReason(backend: Backend): Promise<string | null>;
+  /** Why `auto` should pass over `backend` although it works (a software WebGPU adapter). */
+  autoSkipReason?(backend: Backend): Promise<string | null>;
 }
 
 export interface BackendAttempt {
@@ -91,10 +93,12 @@ export async function selectBackend(
 ): Promise<{ selected: SelectedBackend; probeSession: InferenceSession }> {
   const candidates: readonly Backend[] = request === 'auto' ? host.preference : [request];
   const attempts: BackendAttempt[] = [];
-  for (const backend of candidates) {
-    const reason = host.preference.includes(backend)
-      ? await host.unavailableReason(backend)
-      : `not offered in ${host.name} (offered: ${host.preference.join(', ')})`;
+  for (const [i, backend] of candidates.entries()) {
+    const last = i === candidates.length - 1;
+    const reason = !host.preference.includes(backend)
+      ? `not offered in ${host.name} (offered: ${host.preference.join(', ')})`
+      : ((await host.unavailableReason(backend)) ??
+        (request === 'auto' && !last ? ((await host.autoSkipReason?.(backend)) ?? null) : null));
     if (reason !== null) {
       attempts.push({ backend, error: reason });
       continue;

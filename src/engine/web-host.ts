@@ -4,8 +4,20 @@
 import * as ort from 'onnxruntime-web';
 import type { Backend, RuntimeHost } from './runtime';
 
+interface AdapterInfoLike {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+
 interface GpuLike {
-  requestAdapter(): Promise<{ features: { has(name: string): boolean } } | null>;
+  requestAdapter(): Promise<{
+    features: { has(name: string): boolean };
+    info?: AdapterInfoLike;
+    isFallbackAdapter?: boolean;
+  } | null>;
 }
 
 function gpu(): GpuLike | undefined {
@@ -36,6 +48,29 @@ export async function webGpuUnavailableReason(): Promise<string | null> {
   }
 }
 
+/**
+ * Why `auto` should pass over this browser's WebGPU adapter: a fallback or
+ * software adapter (SwiftShader, llvmpipe) runs these graphs tens of times
+ * slower than wasm (issue 16: 22 min against 25 s). Null for a real GPU.
+ */
+export async function softwareWebGpuReason(): Promise<string | null> {
+  try {
+    const adapter = await gpu()?.requestAdapter();
+    if (adapter === null || adapter === undefined) return null;
+    const info = adapter.info ?? {};
+    if (adapter.isFallbackAdapter === true || info.isFallbackAdapter === true)
+      return 'the WebGPU adapter is a fallback (software) adapter; wasm is faster';
+    const described = [info.vendor, info.architecture, info.device, info.description]
+      .filter((part) => part !== undefined && part !== '')
+      .join(' ');
+    if (/swiftshader|llvmpipe|lavapipe|softpipe|software|basic render/i.test(described))
+      return `the WebGPU adapter is software (${described}); wasm is faster`;
+    return null;
+  } catch {
+    return null;
+  }
+}
+
 export const webHost: RuntimeHost = {
   name: 'browser',
   ort,
@@ -44,4 +79,6 @@ export const webHost: RuntimeHost = {
     if (backend === 'webgpu') return webGpuUnavailableReason();
     return Promise.resolve(backend === 'wasm' ? null : `${backend} is not a browser backend`);
   },
+  autoSkipReason: (backend: Backend) =>
+    backend === 'webgpu' ? softwareWebGpuReason() : Promise.resolve(null),
 };

@@ -5,7 +5,7 @@ import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import type { BackendRequest } from './runtime';
 import { selectTfBackend, type SelectedTfBackend, type TfBackend } from './tf-backend';
-import { webGpuUnavailableReason } from './web-host';
+import { softwareWebGpuReason, webGpuUnavailableReason } from './web-host';
 
 /** Where tfjs-backend-wasm's .wasm files are served; call before the first use. */
 export function configureWebTf({ wasmPaths }: { wasmPaths: string }): void {
@@ -23,7 +23,11 @@ export async function webTf(
   const skipped = [];
   const candidates: TfBackend[] = [];
   for (const backend of order) {
-    const reason = backend === 'webgpu' ? await webGpuUnavailableReason() : null;
+    const reason =
+      backend !== 'webgpu'
+        ? null
+        : ((await webGpuUnavailableReason()) ??
+          (request === 'auto' ? await softwareWebGpuReason() : null));
     if (reason === null) candidates.push(backend);
     else skipped.push({ backend, error: reason } as const);
   }
