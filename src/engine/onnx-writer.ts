@@ -143,7 +143,7 @@ function weight(weights: CnnWeights, name: string): Message {
 
 /**
  * The whole CNN as ONNX: `images [N, 1, 28, 28]` → `logits [N, classes]`, with
- * the operators of cnn_zoo.py (conv → max-pool → tanh, flatten, dense with
+ * the operators of models/d2nwg/networks.py (conv → max-pool → tanh, flatten, dense with
  * tanh between). Initializers keep the PyTorch tensor names.
  */
 export function cnnToOnnx(
