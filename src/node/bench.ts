@@ -77,12 +77,13 @@ async function main(): Promise<void> {
   let peak = 0;
   const track = () => (peak = Math.max(peak, process.memoryUsage().rss / 2 ** 20));
   const source = (family: Family) => directorySource(join(release, family));
-  const generators = new GeneratorRegistry(nodeHost, source);
   for (const family of FAMILIES) {
     const manifest = await readGeneratorManifest(family, source(family));
     const description = describeGenerator(manifest);
     const features = support(description.featureDim);
     for (const precision of description.precisions) {
+      // One precision's graphs open at a time, as a user's process would hold them.
+      const generators = new GeneratorRegistry(nodeHost, source);
       const graphs = Object.fromEntries(
         (['encoder', 'denoiser', 'decoder'] as const).map((g) => [
           g,
@@ -109,9 +110,9 @@ async function main(): Promise<void> {
         row.peakRssMb = peak;
         rows.push(row);
       }
+      await generators.releaseAll();
     }
   }
-  await generators.releaseAll();
 
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} threads available, Node ${process.version}`;
   const out = join(repoRoot, 'bench');
