@@ -11,8 +11,9 @@ Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg fixtures [--out DIR]
 
-Writes PNGs into DIR/images, DIR/ddim-trace.json and DIR/gray28-trace.json (the cnn
-family's 28×28 conversion of each image; default DIR: `fixtures`).
+Writes PNGs into DIR/images, DIR/ddim-trace.json, DIR/gray28-trace.json (the cnn
+family's 28×28 conversion of each image) and DIR/refine.json (one refine of the
+head trace's first head, refine.py; default DIR: `fixtures`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import ddim
-from .config import MODELS_DIR
+from .config import MODELS_DIR, RELEASE_DIR
+from .refine import refine_fixture
 
 
 def drawings() -> dict[str, Image.Image]:
@@ -70,6 +72,7 @@ def main(argv: list[str]) -> int:
         image.save(args.out / "images" / name, format="PNG", optimize=False)
     (args.out / "ddim-trace.json").write_text(json.dumps(ddim_traces()) + "\n")
     (args.out / "gray28-trace.json").write_text(json.dumps(gray28_trace(args.out / "images")) + "\n")
+    (args.out / "refine.json").write_text(json.dumps(refine_fixture(RELEASE_DIR / "head" / "trace.json")) + "\n")
     print(f"wrote {len(drawings())} images, {len(ddim_traces())} DDIM traces and the 28×28 conversions to {args.out}")
     return 0
 

@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { headTraceSchema, relativeError, traceSupport } from './generator-check';
+import { labelled } from './evaluation';
+import { parse } from './schema';
+import { accuracy, unitNormalise, type Head, type LabelledFeatures } from './heads';
+import { chooseLambda, DEFAULT_LAMBDA, LAMBDA_GRID, refineHead } from './refine';
+import { Mulberry32 } from './rng';
+
+const DIM = 24;
+
+/** `classes` classes of `perClass` unit-norm points scattered around random centres. */
+function support(classes: number, perClass: number, seed: number, spread = 0.8): LabelledFeatures {
+  const rng = new Mulberry32(seed);
+  const centres = Array.from({ length: classes }, () =>
+    Array.from({ length: DIM }, () => rng.normal()),
+  );
+  const rows: number[] = [];
+  const labels: number[] = [];
+  for (let c = 0; c < classes; c++)
+    for (let k = 0; k < perClass; k++) {
+      rows.push(...centres[c]!.map((v) => v + spread * rng.normal()));
+      labels.push(c);
+    }
+  return {
+    dim: DIM,
+    features: unitNormalise(Float32Array.from(rows), DIM),
+    labels: Int32Array.from(labels),
+  };
+}
+
+function randomHead(classes: number, seed: number, scale = 3): Head {
+  const rng = new Mulberry32(seed);
+  return {
+    classes,
+    dim: DIM,
+    weight: Float32Array.from({ length: classes * DIM }, () => scale * rng.normal()),
+    bias: Float32Array.from({ length: classes }, () => rng.normal()),
+  };
+}
+
+/** The objective's gradient in the full (W, b) space: Σ (p − y) xᵀ + λ (W − W_g), and for b. */
+function fullGradient(refined: Head, prior: Head, data: LabelledFeatures, lambda: number): number {
+  const { dim, features, labels } = data;
+  const C = refined.classes;
+  const gw = new Float64Array(C * dim);
+  const gb = new Float64Array(C);
+  for (let i = 0; i < labels.length; i++) {
+    const z = Array.from({ length: C }, (_, c) => {
+      let s = refined.bias[c]!;
+      for (let j = 0; j < dim; j++) s += refined.weight[c * dim + j]! * features[i * dim + j]!;
+      return s;
+    });
+    const max = Math.max(...z);
+    const total = z.reduce((a, v) => a + Math.exp(v - max), 0);
+    z.forEach((v, c) => {
+      const d = Math.exp(v - max) / total - (labels[i] === c ? 1 : 0);
+      for (let j = 0; j < dim; j++) gw[c * dim + j]! += d * features[i * dim + j]!;
+      gb[c]! += d;
+    });
+  }
+  for (let k = 0; k < C * dim; k++) gw[k]! += lambda * (refined.weight[k]! - prior.weight[k]!);
+  for (let c = 0; c < C; c++) gb[c]! += lambda * (refined.bias[c]! - prior.bias[c]!);
+  return Math.max(...gw.map(Math.abs), ...gb.map(Math.abs));
+}
+
+describe('refining a generated head toward the support (MAP with the head as prior mean)', () => {
+  it('reaches the optimum of the full problem, though it solves in the span of the support', () => {
+    const data = support(4, 5, 1);
+    const prior = randomHead(4, 2);
+    for (const lambda of [0.01, 1, 10]) {
+      const { head, gradient } = refineHead(prior, data, { lambda });
+      expect(gradient, `λ ${lambda}`).toBeLessThan(1e-6);
+      expect(fullGradient(head, prior, data, lambda), `λ ${lambda}`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('keeps the generated head under a strong prior and fits the support under a weak one', () => {
+    const data = support(3, 4, 3);
+    const prior = randomHead(3, 4);
+    const strong = refineHead(prior, data, { lambda: 1e4 }).head;
+    const moved = Math.max(...strong.weight.map((w, k) => Math.abs(w - prior.weight[k]!)));
+    expect(moved).toBeLessThan(0.01);
+    const weak = refineHead(prior, data, { lambda: 1e-3 }).head;
+    expect(accuracy(weak, data)).toBe(1);
+    expect(accuracy(prior, data)).toBeLessThan(1);
+  });
+
+  it('beats a badly generated head on held-out images', () => {
+    const train = support(5, 5, 5, 1.2);
+    const query = support(5, 40, 5, 1.2); // same centres (same seed), more images
+    const prior = randomHead(5, 6);
+    const refined = refineHead(prior, train, { lambda: 0.1 }).head;
+    expect(accuracy(refined, query)).toBeGreaterThan(accuracy(prior, query) + 0.2);
+  });
+
+  it('copes with duplicate images (a rank-deficient support)', () => {
+    const base = support(2, 3, 7);
+    const twice: LabelledFeatures = {
+      dim: DIM,
+      features: Float32Array.from([...base.features, ...base.features]),
+      labels: Int32Array.from([...base.labels, ...base.labels]),
+    };
+    const prior = randomHead(2, 8);
+    const a = refineHead(prior, twice, { lambda: 1 }).head;
+    expect(fullGradient(a, prior, twice, 1)).toBeLessThan(1e-4);
+  });
+
+  it('chooses λ from its grid by cross-validation, or the default below 3 images a class', () => {
+    const heads = [randomHead(3, 9), randomHead(3, 10)];
+    expect(chooseLambda(heads, support(3, 2, 11), 3)).toBe(DEFAULT_LAMBDA);
+    expect(LAMBDA_GRID).toContain(chooseLambda(heads, support(3, 6, 12), 3));
+  });
+});
+
+describe('refine parity with the factory (models/d2nwg/refine.py)', () => {
+  it('refines a head on the trace’s support to the weights the factory recorded', () => {
+    const read = (path: string) => JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8'));
+    const trace = parse(
+      headTraceSchema,
+      read('../../models/release/head/trace.json'),
+      'trace.json',
+    );
+    const fixture = read('../../models/fixtures/refine.json') as {
+      lambda: number;
+      weight: { shape: number[]; data: number[] };
+      bias: { data: number[] };
+    };
+    const [classes, dim] = fixture.weight.shape as [number, number];
+    const support = labelled(traceSupport(trace), dim);
+    // The first generated head with its class rows rotated by one (refine.py, refine_fixture).
+    const rows = (data: number[], width: number) =>
+      Array.from({ length: classes }, (_, c) => {
+        const from = (c + classes - 1) % classes;
+        return data.slice(from * width, (from + 1) * width);
+      }).flat();
+    const prior: Head = {
+      classes,
+      dim,
+      weight: Float32Array.from(rows(trace.weight.data.slice(0, classes * dim), dim)),
+      bias: Float32Array.from(rows(trace.bias.data.slice(0, classes), 1)),
+    };
+    const { head } = refineHead(prior, support, { lambda: fixture.lambda });
+    expect(relativeError(head.weight, fixture.weight.data)).toBeLessThan(1e-4);
+    expect(relativeError(head.bias, fixture.bias.data)).toBeLessThan(1e-4);
+    // and it really moved: the fixture is not the generated head
+    expect(relativeError(prior.weight, fixture.weight.data)).toBeGreaterThan(1e-3);
+  });
+});
