@@ -16,6 +16,7 @@ import {
   type LabelledFeatures,
 } from './heads';
 import { cnnToOnnx } from './onnx-writer';
+import { chooseLambda, refineHead } from './refine';
 import type { DatasetFeatures } from './pipeline';
 import type { RgbaImage } from './preprocess';
 import { Mulberry32 } from './rng';
@@ -179,6 +180,8 @@ export interface Evaluation {
   supportImages: number[];
   queryImages: number[];
   generated: Spread;
+  /** head: each generated head refined toward the support (refine.ts), with the λ chosen. */
+  generatedRefined?: Spread & { lambda: number };
   nearestClassMean: number;
   logisticRegression: { accuracy: number; c: number };
   randomInit: Spread;
@@ -233,10 +236,15 @@ export async function evaluateWeights(
         q,
       ),
     );
+    const heads = networks.map(headOf);
+    // λ by cross-validation on the first two samples (each fold refits every λ of the grid).
+    const lambda = chooseLambda(heads.slice(0, 2), s, classes);
+    const refined = heads.map((h) => accuracy(refineHead(h, s, { lambda }).head, q));
     return {
       ...base,
       arch: 'linear',
-      generated: spread(networks.map((n) => accuracy(headOf(n), q))),
+      generated: spread(heads.map((h) => accuracy(h, q))),
+      generatedRefined: { ...spread(refined), lambda },
       randomInit: spread(random),
     };
   }

@@ -104,6 +104,7 @@ describe('d2nwg command-line tool', () => {
       nearest_class_mean: number;
       logistic_regression: { accuracy: number; c: number };
       random_init: { networks: number };
+      generated_refined: { accuracies: number[]; mean: number; lambda: number };
     }>(data, out, io);
     expect(result.generated.samples).toBe(2);
     // One accuracy per sample, each a count of the 5 query images.
@@ -115,6 +116,10 @@ describe('d2nwg command-line tool', () => {
     expect([1, 10, 100, 1000]).toContain(result.logistic_regression.c);
     expect(result.logistic_regression.accuracy).toBeGreaterThan(0.5);
     expect(result.random_init.networks).toBe(10);
+    // Refined toward the support, the heads fit the support images they are scored on here.
+    expect(result.generated_refined.accuracies).toHaveLength(2);
+    expect(result.generated_refined.mean).toBe(1);
+    expect(result.generated_refined.lambda).toBe(1); // 2–3 images a class: the default λ
   }, 120_000);
 
   it('generates whole CNNs for a class folder and evaluates them through their ONNX files', async () => {

@@ -385,6 +385,14 @@ function evaluationJson(e: Evaluation) {
     support_images: e.supportImages,
     query_images: e.queryImages,
     generated: snakeSpread(e.generated, 'samples'),
+    ...(e.generatedRefined
+      ? {
+          generated_refined: {
+            ...snakeSpread(e.generatedRefined, 'samples'),
+            lambda: e.generatedRefined.lambda,
+          },
+        }
+      : {}),
     nearest_class_mean: e.nearestClassMean,
     logistic_regression: e.logisticRegression,
     random_init: snakeSpread(e.randomInit, 'networks'),
@@ -484,6 +492,11 @@ function evaluationText(e: Evaluation): string {
   return [
     `${e.classes.length} classes, ${queries} query images`,
     `generated (${e.generated.count} ${what}): ${f(e.generated.mean)} ± ${f(e.generated.std)}  [${e.generated.values.map(f).join(' ')}]`,
+    ...(e.generatedRefined
+      ? [
+          `generated + refined (λ=${e.generatedRefined.lambda}): ${f(e.generatedRefined.mean)} ± ${f(e.generatedRefined.std)}  [${e.generatedRefined.values.map(f).join(' ')}]`,
+        ]
+      : []),
     `nearest class mean (backbone features):          ${f(e.nearestClassMean)}`,
     `logistic regression (backbone features, C=${e.logisticRegression.c}):  ${f(e.logisticRegression.accuracy)}`,
     `random init (${e.randomInit.count} ${what}):      ${f(e.randomInit.mean)} ± ${f(e.randomInit.std)}`,
