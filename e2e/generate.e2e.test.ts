@@ -62,7 +62,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
     await expect
       .poll(() => page.getByTestId('dataset-summary').innerText())
       .toContain('2 classes: shapes (3), squares (2)');
-    expect(await page.getByTestId('dataset-summary').innerText()).toContain('1 files left out');
+    expect(await page.getByTestId('dataset-summary').innerText()).toContain('1 file left out');
     await page.getByTestId('family-select').selectOption('cnn');
     await page.getByTestId('arch-select').selectOption('cnn-s');
     await page.getByTestId('samples-input').fill('2');

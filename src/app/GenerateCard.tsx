@@ -6,7 +6,8 @@ import { describeBackend } from '../engine/runtime';
 import { encodeSafetensors } from '../engine/safetensors';
 import type { GenerateResult } from '../worker/protocol';
 import { useAppStore } from './context';
-import { filesOfEntry, type PickedFile } from './dataset';
+import { filesOfEntry, MIN_IMAGES_TO_HOLD_OUT, type PickedFile } from './dataset';
+import { EvaluationTable } from './EvaluationTable';
 
 /**
  * Downloads, one at a time: Chromium drops an anchor download that starts while
@@ -129,6 +130,10 @@ export function GenerateCard() {
   const generate = useAppStore((s) => s.generate);
   const cancel = useAppStore((s) => s.cancelGenerate);
   const reading = useAppStore((s) => s.readingDataset);
+  const queryDataset = useAppStore((s) => s.queryDataset);
+  const setQueryDataset = useAppStore((s) => s.setQueryDataset);
+  const holdOut = useAppStore((s) => s.holdOut);
+  const setHoldOut = useAppStore((s) => s.setHoldOut);
   const [dragging, setDragging] = useState(false);
   const busy = run.status === 'running';
 
@@ -316,6 +321,41 @@ export function GenerateCard() {
             </select>
           </label>{' '}
           <label>
+            <input
+              type="checkbox"
+              data-testid="holdout-checkbox"
+              checked={holdOut}
+              onChange={(e) => setHoldOut(e.target.checked)}
+            />{' '}
+            Hold out every third image of each class to measure accuracy (needs{' '}
+            {MIN_IMAGES_TO_HOLD_OUT} images a class)
+          </label>{' '}
+          <label>
+            or a held-out folder{' '}
+            <input
+              type="file"
+              multiple
+              aria-label="Held-out folder"
+              data-testid="query-input"
+              {...{ webkitdirectory: '' }}
+              onChange={(e) =>
+                void setQueryDataset(
+                  Array.from(e.target.files ?? [], (file) => ({
+                    file,
+                    path: file.webkitRelativePath || file.name,
+                  })),
+                )
+              }
+            />
+          </label>
+          {queryDataset !== null && (
+            <span data-testid="query-summary">
+              {' '}
+              held out:{' '}
+              {queryDataset.classes.map((c) => `${c.name} (${c.files.length})`).join(', ')}
+            </span>
+          )}{' '}
+          <label>
             Seed{' '}
             <input
               type="number"
@@ -378,6 +418,7 @@ function Result({ result }: { result: GenerateResult }) {
         encoder {t.encode.toFixed(0)} ms, {result.options.steps} DDIM steps {t.denoise.toFixed(0)}{' '}
         ms, decoder {t.decode.toFixed(0)} ms.
       </p>
+      {result.evaluation !== undefined && <EvaluationTable evaluation={result.evaluation} />}
       {result.unreadable.length > 0 && (
         <details>
           <summary>{result.unreadable.length} images could not be read and were left out</summary>

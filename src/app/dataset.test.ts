@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { zipSync } from 'fflate';
-import { checkFiles, datasetProblem, groupByClass, unpackZips, type PickedFile } from './dataset';
+import {
+  checkFiles,
+  datasetProblem,
+  groupByClass,
+  heldOutSplit,
+  unpackZips,
+  type PickedFile,
+} from './dataset';
 
 const MAX_CLASSES = 20; // a release's max_classes
 
@@ -110,6 +117,49 @@ describe('files checked as soon as the folder is read', () => {
     }
     await expect(unpackZips([file('broken.zip', PNG)])).rejects.toThrow(
       /^broken\.zip could not be unpacked/,
+    );
+  });
+});
+
+describe('held-out images', () => {
+  const dataset = groupByClass(
+    picked(
+      'd/a/1.png',
+      'd/a/2.png',
+      'd/a/3.png',
+      'd/a/4.png',
+      'd/b/5.png',
+      'd/b/6.png',
+      'd/b/7.png',
+    ),
+  );
+  const names = (classes: { files: File[] }[] | null) =>
+    classes?.map((c) => c.files.map((f) => f.name));
+
+  it('holds out every third image of each class, by name', () => {
+    const split = heldOutSplit(dataset, null, true);
+    expect(names(split.support)).toEqual([
+      ['1.png', '2.png', '4.png'],
+      ['5.png', '6.png'],
+    ]);
+    expect(names(split.query)).toEqual([['3.png'], ['7.png']]);
+  });
+
+  it('holds out nothing when asked not to, or when a class has fewer than 3 images', () => {
+    expect(heldOutSplit(dataset, null, false).query).toBeNull();
+    const small = groupByClass(
+      picked('d/a/1.png', 'd/a/2.png', 'd/b/3.png', 'd/b/4.png', 'd/b/5.png'),
+    );
+    expect(heldOutSplit(small, null, true)).toEqual({ support: small.classes, query: null });
+  });
+
+  it('takes a held-out folder of the same classes, and names a mismatch', () => {
+    const query = groupByClass(picked('q/a/x.png', 'q/b/y.png'));
+    expect(names(heldOutSplit(dataset, query, true).query)).toEqual([['x.png'], ['y.png']]);
+    expect(datasetProblem(dataset, 20, query)).toBeNull();
+    const other = groupByClass(picked('q/a/x.png', 'q/c/y.png'));
+    expect(datasetProblem(dataset, 20, other)).toBe(
+      "the held-out folder's classes (a, c) differ from the dataset's (a, b)",
     );
   });
 });

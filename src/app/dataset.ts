@@ -154,8 +154,17 @@ export async function unpackZips(files: readonly PickedFile[]): Promise<PickedFi
  * Why this dataset cannot be generated for, or null when it can. `maxClasses`
  * comes from the release's manifests (null while they are being read).
  */
-export function datasetProblem(dataset: PageDataset, maxClasses: number | null): string | null {
+export function datasetProblem(
+  dataset: PageDataset,
+  maxClasses: number | null,
+  query: PageDataset | null = null,
+): string | null {
   const n = dataset.classes.length;
+  if (query !== null) {
+    const names = (d: PageDataset) => d.classes.map((c) => c.name).join(', ');
+    if (names(query) !== names(dataset))
+      return `the held-out folder's classes (${names(query)}) differ from the dataset's (${names(dataset)})`;
+  }
   if (n === 0)
     return dataset.nestedFolders.length > 0
       ? `no images directly inside class folders (found only nested folders: ${dataset.nestedFolders.join(', ')}); choose the folder whose sub-folders hold the images`
@@ -191,4 +200,30 @@ export async function filesOfEntry(entry: EntryLike): Promise<PickedFile[]> {
     if (batch.length === 0) return out;
     for (const child of batch) out.push(...(await filesOfEntry(child)));
   }
+}
+
+/** Every class needs this many images for the automatic hold-out. */
+export const MIN_IMAGES_TO_HOLD_OUT = 3;
+
+/**
+ * Support and held-out images: the held-out folder when one was chosen; else,
+ * with `holdOut` and at least 3 images in every class, every third image (by
+ * name) of each class; else no held-out images.
+ */
+export function heldOutSplit(
+  dataset: PageDataset,
+  query: PageDataset | null,
+  holdOut: boolean,
+): { support: PageDataset['classes']; query: PageDataset['classes'] | null } {
+  if (query !== null) return { support: dataset.classes, query: query.classes };
+  if (!holdOut || dataset.classes.some((c) => c.files.length < MIN_IMAGES_TO_HOLD_OUT))
+    return { support: dataset.classes, query: null };
+  const support: PageDataset['classes'] = [];
+  const held: PageDataset['classes'] = [];
+  for (const c of dataset.classes) {
+    const files = [...c.files].sort((a, b) => a.name.localeCompare(b.name));
+    support.push({ name: c.name, files: files.filter((_, i) => i % 3 !== 2) });
+    held.push({ name: c.name, files: files.filter((_, i) => i % 3 === 2) });
+  }
+  return { support, query: held };
 }

@@ -21,6 +21,7 @@ import {
   checkFiles,
   datasetProblem,
   groupByClass,
+  heldOutSplit,
   unpackZips,
   type PageDataset,
   type PickedFile,
@@ -78,6 +79,12 @@ export interface GenerateSlice {
   setDataset(files: readonly PickedFile[]): Promise<void>;
   /** True while a chosen folder is being read. */
   readingDataset: boolean;
+  /** A folder of held-out images of the same classes, when chosen. */
+  queryDataset: PageDataset | null;
+  setQueryDataset(files: readonly PickedFile[]): Promise<void>;
+  /** Without a held-out folder: keep every third image of each class out of the support. */
+  holdOut: boolean;
+  setHoldOut(holdOut: boolean): void;
   setGenerateSettings(settings: Partial<GenerateSettings>): void;
   generate(): Promise<void>;
   cancelGenerate(): void;
@@ -191,7 +198,8 @@ const createGenerateSlice =
             },
           });
           const dataset = get().dataset;
-          if (dataset !== null) set({ datasetProblem: datasetProblem(dataset, maxClasses()) });
+          if (dataset !== null)
+            set({ datasetProblem: datasetProblem(dataset, maxClasses(), get().queryDataset) });
         } catch (error) {
           set({ release: { status: 'error', message: (error as Error).message } });
         }
@@ -202,13 +210,25 @@ const createGenerateSlice =
       generateRun: { status: 'idle' },
       checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
       readingDataset: false,
+      queryDataset: null,
+      holdOut: true,
+      setHoldOut: (holdOut) => set({ holdOut }),
+      setQueryDataset: async (files) => {
+        const query = await checkFiles(groupByClass(await unpackZips(files)));
+        set({ queryDataset: query.classes.length > 0 ? query : null });
+        const dataset = get().dataset;
+        if (dataset !== null) set({ datasetProblem: datasetProblem(dataset, maxClasses(), query) });
+      },
       setDataset: async (files) => {
         const reading = ++datasetReads;
         set({ readingDataset: true, generateRun: { status: 'idle' } });
         try {
           const dataset = await checkFiles(groupByClass(await unpackZips(files)));
           if (reading !== datasetReads) return;
-          set({ dataset, datasetProblem: datasetProblem(dataset, maxClasses()) });
+          set({
+            dataset,
+            datasetProblem: datasetProblem(dataset, maxClasses(), get().queryDataset),
+          });
         } catch (error) {
           if (reading !== datasetReads) return;
           set({ dataset: null, datasetProblem: (error as Error).message });
@@ -221,12 +241,17 @@ const createGenerateSlice =
         if (current === null) return;
         set({ generateSettings: { ...current, ...settings } });
         const dataset = get().dataset;
-        if (dataset !== null) set({ datasetProblem: datasetProblem(dataset, maxClasses()) });
+        if (dataset !== null)
+          set({ datasetProblem: datasetProblem(dataset, maxClasses(), get().queryDataset) });
       },
       generate: async () => {
         const { dataset, generateSettings: g, backendRequest: backend } = get();
         const featureBackend = get().featureBackendRequest ?? backend;
-        if (dataset === null || g === null || datasetProblem(dataset, maxClasses()) !== null)
+        if (
+          dataset === null ||
+          g === null ||
+          datasetProblem(dataset, maxClasses(), get().queryDataset) !== null
+        )
           return;
         controller?.abort();
         controller = new AbortController();
@@ -234,17 +259,21 @@ const createGenerateSlice =
           set({ generateRun: { status: 'running', backend, progress } });
         running({ stage: 'read-images', done: 0, total: 1 });
         try {
-          const classes = await Promise.all(
-            dataset.classes.map(async (c) => ({
-              name: c.name,
-              images: await Promise.all(
-                c.files.map(async (f) => ({
-                  name: `${c.name}/${f.name}`,
-                  bytes: await f.arrayBuffer(),
-                })),
-              ),
-            })),
-          );
+          const split = heldOutSplit(dataset, get().queryDataset, get().holdOut);
+          const read = (classes: PageDataset['classes']) =>
+            Promise.all(
+              classes.map(async (c) => ({
+                name: c.name,
+                images: await Promise.all(
+                  c.files.map(async (f) => ({
+                    name: `${c.name}/${f.name}`,
+                    bytes: await f.arrayBuffer(),
+                  })),
+                ),
+              })),
+            );
+          const classes = await read(split.support);
+          const query = split.query === null ? undefined : await read(split.query);
           const result = await deps.client().request(
             {
               type: 'generate',
@@ -254,11 +283,12 @@ const createGenerateSlice =
               ...(g.family === 'cnn' ? { arch: g.arch } : {}),
               releaseUrl: deps.releaseUrl,
               classes,
+              ...(query !== undefined ? { query } : {}),
               options: { samples: g.samples, steps: g.steps, seed: g.seed },
               precision: g.precision,
             },
             running,
-            classes.flatMap((c) => c.images.map((i) => i.bytes)),
+            [...classes, ...(query ?? [])].flatMap((c) => c.images.map((i) => i.bytes)),
             controller.signal,
           );
           set({ generateRun: { status: 'done', result } });

@@ -146,7 +146,9 @@ export async function runCnn(
   count: number,
   output: 'logits' | 'features' = 'logits',
 ): Promise<Float32Array> {
-  const session = await host.ort.InferenceSession.create(graph);
+  // The host's plain CPU backend: wasm in the page, native cpu in Node.
+  const backend = host.name === 'browser' ? 'wasm' : 'cpu';
+  const session = await host.ort.InferenceSession.create(graph, { executionProviders: [backend] });
   try {
     const out = await session.run({
       images: new host.ort.Tensor('float32', pixels, [count, 1, 28, 28]),

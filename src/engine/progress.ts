@@ -15,6 +15,7 @@ export const STAGES = [
   'denoise',
   'decode',
   'export',
+  'evaluate',
 ] as const;
 export type ProgressStage = (typeof STAGES)[number];
 
@@ -57,6 +58,7 @@ export const STAGE_LABELS = {
   denoise: 'denoising (DDIM steps)',
   decode: 'decoding the weights',
   export: 'writing ONNX',
+  evaluate: 'measuring on the held-out images',
 } as const satisfies Record<ProgressStage, string>;
 
 export function describeProgress({ stage, done, total }: Progress): string {

@@ -6,7 +6,8 @@ import { loadBackbone, extractFeatures, type Backbone } from '../engine/backbone
 import { fetchSource, type FileSource } from '../engine/files';
 import { checkGenerator } from '../engine/generator-check';
 import { GeneratorRegistry } from '../engine/generators';
-import { generateWeights, type FeatureExtractor } from '../engine/pipeline';
+import { evaluateWeights } from '../engine/evaluation';
+import { datasetFeatures, generateWeights, type FeatureExtractor } from '../engine/pipeline';
 import type { RgbaImage } from '../engine/preprocess';
 import type { Progress } from '../engine/progress';
 import {
@@ -17,7 +18,13 @@ import {
 } from '../engine/runtime';
 import { loadSlice, runSlice } from '../engine/slice';
 import type { SelectedTfBackend } from '../engine/tf-backend';
-import { assertNever, type FeaturesResult, type WorkerEvent, type WorkerRequest } from './protocol';
+import {
+  assertNever,
+  type FeaturesResult,
+  type ImageFile,
+  type WorkerEvent,
+  type WorkerRequest,
+} from './protocol';
 
 /** What feature extraction needs from its surroundings: a decoder and tfjs on a backend. */
 export interface FeatureHost {
@@ -106,6 +113,13 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
   ) {
     const { requestId } = request;
     const onProgress = (p: Progress) => post({ type: 'progress', requestId, ...p });
+    const asClasses = (classes: { name: string; images: ImageFile[] }[]) =>
+      classes.map((c) => ({
+        name: c.name,
+        images: c.images.map((file) => ({ name: file.name, read: async () => file.bytes })),
+      }));
+    const generators = generatorsFor(request.releaseUrl);
+    const extractor = extractorFor(request.releaseUrl, request.featureBackend);
     const result = await generateWeights(
       {
         family: request.family,
@@ -115,20 +129,50 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
         orFp32: true,
         backend: request.backend,
         options: request.options,
-        data: {
-          images: request.classes.map((c) => ({
-            name: c.name,
-            images: c.images.map((file) => ({ name: file.name, read: async () => file.bytes })),
-          })),
-        },
+        data: { images: asClasses(request.classes) },
       },
-      {
-        generators: generatorsFor(request.releaseUrl),
-        extractor: extractorFor(request.releaseUrl, request.featureBackend),
-      },
+      { generators, extractor },
       { signal, onProgress },
     );
-    post({ type: 'generate-result', requestId, result });
+    if (request.query === undefined) {
+      post({ type: 'generate-result', requestId, result });
+      return;
+    }
+    // Held-out accuracy: the support's features come from the cache (heads); the query's
+    // progress is the evaluate stage's.
+    const keepImages = { keepImages: request.family === 'cnn' };
+    const quiet = { signal };
+    const support = await datasetFeatures(asClasses(request.classes), extractor, quiet, keepImages);
+    const query = await datasetFeatures(
+      asClasses(request.query),
+      extractor,
+      {
+        signal,
+        onProgress: (p) => p.stage === 'features' && onProgress({ ...p, stage: 'evaluate' }),
+      },
+      keepImages,
+    );
+    const generator = await generators.open(request.family, {
+      precision: request.precision,
+      backend: request.backend,
+      orFp32: true,
+    });
+    const manifest = generator.manifest;
+    const evaluation = await evaluateWeights(
+      request.family,
+      result.networks,
+      support,
+      query,
+      manifest.family === 'cnn'
+        ? {
+            host: context.host,
+            manifest,
+            source: generators.source('cnn'),
+            arch: result.arch,
+          }
+        : undefined,
+    );
+    post({ type: 'generate-result', requestId, result: { ...result, evaluation } });
   }
 
   async function extract(request: Extract<WorkerRequest, { type: 'extract-features' }>) {

@@ -2,6 +2,7 @@
 // the worker answers each with progress events and exactly one result or error.
 
 import type { GeneratorCheckResult } from '../engine/generator-check';
+import type { Evaluation } from '../engine/evaluation';
 import type { GenerationResult } from '../engine/pipeline';
 import type { Progress, ProgressStage } from '../engine/progress';
 import type { BackendAttempt, BackendRequest } from '../engine/runtime';
@@ -46,6 +47,8 @@ export type WorkerRequest =
       releaseUrl: string;
       /** Classes in output order, each with its images. */
       classes: { name: string; images: ImageFile[] }[];
+      /** Held-out images of the same classes, in the same order: the result then carries accuracies. */
+      query?: { name: string; images: ImageFile[] }[];
       options: Partial<SamplingOptions>;
       /** Graph precision asked for; fp32 is used when the release ships no such variant. */
       precision: Precision;
@@ -64,7 +67,10 @@ export interface FeaturesResult {
   msPerImage: number;
 }
 
-export type GenerateResult = GenerationResult;
+export type GenerateResult = GenerationResult & {
+  /** Accuracy on the held-out images beside the baselines, when the request had them. */
+  evaluation?: Evaluation;
+};
 
 export type WorkerEvent =
   | ({ type: 'progress'; requestId: number } & Progress)

@@ -1,0 +1,102 @@
+// The page's held-out accuracies are the CLI's: the same folders, seed and
+// settings give the same numbers in `d2nwg evaluate --json` and in the table.
+
+import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { main } from '../src/node/cli';
+import { checkedPages, launchChromium } from './browser';
+
+const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
+
+function folder(root: string, layout: Record<string, string[]>): string {
+  for (const [name, files] of Object.entries(layout)) {
+    mkdirSync(join(root, name), { recursive: true });
+    for (const file of files) copyFileSync(join(fixtures, file), join(root, name, file));
+  }
+  return root;
+}
+
+interface CliEvaluation {
+  generated: { mean: number; accuracies: number[] };
+  generated_refined: { mean: number; lambda: number };
+  nearest_class_mean: number;
+  logistic_regression: { accuracy: number; c: number };
+  random_init: { mean: number };
+}
+
+async function cliEvaluation(support: string, query: string, out: string): Promise<CliEvaluation> {
+  const stdout: string[] = [];
+  const settings = ['--samples', '2', '--steps', '3', '--seed', '0', '--precision', 'int8'];
+  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (stdout.push(String(s)), true));
+  try {
+    expect(await main(['generate', '--data', support, '--out', out, ...settings])).toBe(0);
+    expect(
+      await main(['evaluate', '--support', support, '--query', query, '--weights', out, '--json']),
+    ).toBe(0);
+  } finally {
+    vi.restoreAllMocks();
+  }
+  return JSON.parse(stdout.join('')) as CliEvaluation;
+}
+
+async function pageAccuracy(page: Page, row: string): Promise<number> {
+  return Number(await page.getByTestId(`evaluation-${row}`).getAttribute('data-accuracy'));
+}
+
+describe('held-out accuracy in the page', () => {
+  let browser: Browser;
+  const pages = checkedPages(() => browser);
+  beforeAll(async () => {
+    browser = await launchChromium({ webgpu: false });
+  });
+  afterAll(() => browser?.close());
+
+  it('equals d2nwg evaluate on the same folders and seed', async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'd2nwg-eval-'));
+    const support = folder(join(scratch, 'support'), {
+      shapes: ['tall.png', 'wide.png'],
+      squares: ['large-checker.png', 'tiny.png'],
+    });
+    const query = folder(join(scratch, 'query'), {
+      shapes: ['glyph-rgba.png', 'wide.png'],
+      squares: ['tiny.png', 'tall.png'],
+    });
+    const cli = await cliEvaluation(support, query, join(scratch, 'heads'));
+
+    const { page } = await pages.open();
+    await page.goto(`${inject('appUrl')}?backend=wasm`);
+    await page.getByTestId('dataset-input').setInputFiles(support);
+    await page.getByTestId('query-input').setInputFiles(query);
+    await expect.poll(() => page.getByTestId('query-summary').innerText()).toContain('shapes (2)');
+    await page.getByTestId('samples-input').fill('2');
+    await page.getByTestId('steps-input').fill('3');
+    await page.getByTestId('generate-button').click();
+    await expect
+      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'), {
+        timeout: 60_000,
+      })
+      .toMatch(/^(done|error)$/);
+    expect(
+      await page.getByTestId('generate-status').getAttribute('data-status'),
+      await page.getByTestId('generate-status').innerText(),
+    ).toBe('done');
+    expect(await page.getByTestId('evaluation-table').innerText()).toContain(
+      'Accuracy on 4 held-out images',
+    );
+    expect(await pageAccuracy(page, 'generated')).toBeCloseTo(cli.generated.mean, 9);
+    expect(await pageAccuracy(page, 'generated-refined')).toBeCloseTo(
+      cli.generated_refined.mean,
+      9,
+    );
+    expect(await pageAccuracy(page, 'logistic-regression')).toBeCloseTo(
+      cli.logistic_regression.accuracy,
+      9,
+    );
+    expect(await pageAccuracy(page, 'nearest-class-mean')).toBeCloseTo(cli.nearest_class_mean, 9);
+    expect(await pageAccuracy(page, 'random-init')).toBeCloseTo(cli.random_init.mean, 9);
+  });
+});
