@@ -1,26 +1,10 @@
-import { cpSync, createReadStream, existsSync, statSync } from 'node:fs';
-import { extname, join, normalize, relative, resolve } from 'node:path';
+import { cpSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import react from '@vitejs/plugin-react';
-import { defaultClientConditions, defineConfig, type Connect, type Plugin } from 'vite';
+import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
+import { CONTENT_SECURITY_POLICY, ISOLATION_HEADERS, serveFiles } from './src/node/static-files';
 
 const here = import.meta.dirname;
-
-// Cross-origin isolation lets onnxruntime-web use wasm threads (SharedArrayBuffer).
-const isolationHeaders = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
-};
-
-const contentTypes: Record<string, string> = {
-  '.json': 'application/json',
-  '.onnx': 'application/octet-stream',
-  '.safetensors': 'application/octet-stream',
-  '.bin': 'application/octet-stream',
-  '.png': 'image/png',
-  '.md': 'text/markdown; charset=utf-8',
-  '.mjs': 'text/javascript',
-  '.wasm': 'application/wasm',
-};
 
 /**
  * Serves `dir` at `/<prefix>/` in dev and preview, and copies it into the build:
@@ -29,24 +13,10 @@ const contentTypes: Record<string, string> = {
  *   bundled, so that its thread workers start from its own script and not
  *   from our worker's bundle;
  * - `tfjs`: tfjs-backend-wasm's .wasm files (found through setWasmPaths).
+ * Missing files under the prefix are 404s (src/node/static-files.ts).
  */
 function serveFolder(prefix: string, dir: string, include: (path: string) => boolean): Plugin {
-  const middleware: Connect.NextHandleFunction = (req, res, next) => {
-    const requestPath = normalize(decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/'));
-    const file = join(dir, requestPath);
-    if (
-      !file.startsWith(dir) ||
-      !include(relative(dir, file)) ||
-      !existsSync(file) ||
-      !statSync(file).isFile()
-    ) {
-      next();
-      return;
-    }
-    res.setHeader('Content-Type', contentTypes[extname(file)] ?? 'application/octet-stream');
-    for (const [name, value] of Object.entries(isolationHeaders)) res.setHeader(name, value);
-    createReadStream(file).pipe(res);
-  };
+  const middleware = serveFiles(dir, include);
   return {
     name: `d2nwg-serve-${prefix}`,
     configureServer: (server) => void server.middlewares.use(`/${prefix}`, middleware),
@@ -77,7 +47,10 @@ export default defineConfig({
   // onnxruntime-web's build that loads its wasm runtime from env.wasm.wasmPaths.
   resolve: { conditions: ['onnxruntime-web-use-extern-wasm', ...defaultClientConditions] },
   worker: { format: 'es' },
-  server: { headers: isolationHeaders },
-  preview: { headers: isolationHeaders },
+  // The dev server injects inline scripts (hot reload), so only the built app gets the CSP.
+  server: { headers: ISOLATION_HEADERS },
+  preview: {
+    headers: { ...ISOLATION_HEADERS, 'Content-Security-Policy': CONTENT_SECURITY_POLICY },
+  },
   build: { chunkSizeWarningLimit: 4096 },
 });

@@ -3,7 +3,7 @@
 // per launch). Nothing here downloads a browser.
 
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterEach, expect } from 'vitest';
+import { afterEach, expect, inject } from 'vitest';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -42,9 +42,10 @@ interface OpenedPage {
 }
 
 /**
- * Pages for the current test, each recording console errors and uncaught page
- * errors. After each test every page is closed, and the test fails if any of
- * them logged an error that it did not declare as expected.
+ * Pages for the current test, each recording console errors, uncaught page
+ * errors and requests to any origin but the app's. After each test every page
+ * is closed, and the test fails if any of them logged an error that it did not
+ * declare as expected, or reached outside the app's origin.
  */
 export function checkedPages(browser: () => Browser) {
   let opened: OpenedPage[] = [];
@@ -61,6 +62,12 @@ export function checkedPages(browser: () => Browser) {
     async open({ allowErrors = [] }: { allowErrors?: RegExp[] } = {}): Promise<OpenedPage> {
       const page = await browser().newPage();
       const entry = { page, errors: recordPageErrors(page), allowed: allowErrors };
+      const own = new URL(inject('appUrl')).origin;
+      page.on('request', (request) => {
+        const url = new URL(request.url());
+        if (!['blob:', 'data:'].includes(url.protocol) && url.origin !== own)
+          entry.errors.push(`request outside the app's origin: ${request.url()}`);
+      });
       opened.push(entry);
       return entry;
     },

@@ -124,4 +124,16 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
     for (const path of saved)
       expect(JSON.parse(readFileSync(path, 'utf8')).classes).toEqual(['a', 'b']);
   });
+
+  it('is served with a policy of its own origin only, and 404s for release files that are not there', async () => {
+    const { page } = await pages.open();
+    const response = await page.goto(inject('appUrl'));
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
+    const missing = await fetch(new URL('release/head/no-such-graph.onnx', inject('appUrl')));
+    expect(missing.status).toBe(404);
+    const manifest = await fetch(new URL('release/head/manifest.json', inject('appUrl')));
+    expect(manifest.status).toBe(200);
+    expect(Number(manifest.headers.get('content-length'))).toBeGreaterThan(0);
+    expect(manifest.headers.get('etag')).not.toBeNull();
+  });
 });
