@@ -1,10 +1,11 @@
-import { cpSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import react from '@vitejs/plugin-react';
 import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
-import { CONTENT_SECURITY_POLICY, ISOLATION_HEADERS, serveFiles } from './src/node/static-files';
+import { CONTENT_SECURITY_POLICY, ISOLATION_HEADERS, serveFiles } from './src/node/static-files.ts';
 
 const here = import.meta.dirname;
+const releaseDir = resolve(here, 'models/release');
 
 /**
  * Serves `dir` at `/<prefix>/` in dev and preview, and copies it into the build:
@@ -30,13 +31,46 @@ function serveFolder(prefix: string, dir: string, include: (path: string) => boo
   };
 }
 
+/**
+ * precache.json: what the service worker (public/sw.js) caches on install so the
+ * app opens offline: the page, every emitted script and style, the runtimes' wasm.
+ */
+function precacheList(): Plugin {
+  return {
+    name: 'd2nwg-precache',
+    apply: 'build',
+    generateBundle(_options, bundle) {
+      const files = [
+        './',
+        ...Object.keys(bundle).filter((name) => name !== 'precache.json'),
+        ...[...ortFiles].map((name) => `ort/${name}`),
+        ...tfjsWasmFiles.map((name) => `tfjs/${name}`),
+        // What the page reads on opening; the graphs are kept as they are first used.
+        ...readdirSync(releaseDir, { withFileTypes: true })
+          .filter((entry) => entry.isDirectory())
+          .flatMap((entry) =>
+            ['manifest.json', 'backbone.json']
+              .filter((file) => existsSync(join(releaseDir, entry.name, file)))
+              .map((file) => `release/${entry.name}/${file}`),
+          ),
+        'release/slice/mlp.onnx',
+        'release/slice/trace.json',
+      ];
+      this.emitFile({ type: 'asset', fileName: 'precache.json', source: JSON.stringify(files) });
+    },
+  };
+}
+
+// tfjs-backend-wasm's single-thread builds (web-tf.ts turns its threads off).
+const tfjsWasmFiles = ['tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm.wasm'];
 const ortFiles = new Set(['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']);
 
 export default defineConfig({
   plugins: [
     react(),
+    precacheList(),
     // Everything the page loads; not the PyTorch checkpoints (*.pt), which only the factory reads.
-    serveFolder('release', resolve(here, 'models/release'), (path) => !path.endsWith('.pt')),
+    serveFolder('release', releaseDir, (path) => !path.endsWith('.pt')),
     serveFolder('ort', resolve(here, 'node_modules/onnxruntime-web/dist'), (path) =>
       ortFiles.has(path),
     ),

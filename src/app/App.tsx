@@ -4,14 +4,18 @@ import { BACKEND_CHOICES } from './backendChoice';
 import { useAppStore } from './context';
 import { FeaturesCard } from './FeaturesCard';
 import { GenerateCard } from './GenerateCard';
+import { OfflineCache } from './OfflineCache';
 import { RuntimeSliceCard } from './RuntimeSliceCard';
 
 export function App({
   initialBackend,
   initialFeatureBackend = null,
+  serviceWorker = Promise.resolve('none'),
 }: {
   initialBackend: BackendRequest;
   initialFeatureBackend?: BackendRequest | null;
+  /** The offline cache's start (app/offline.ts). */
+  serviceWorker?: Promise<string>;
 }) {
   const backendRequest = useAppStore((s) => s.backendRequest);
   const setBackendRequest = useAppStore((s) => s.setBackendRequest);
@@ -54,6 +58,7 @@ export function App({
             ))}
           </select>
         </label>
+        <OfflineCache serviceWorker={serviceWorker} />
       </header>
       <GenerateCard />
       <RuntimeSliceCard />

@@ -84,8 +84,15 @@ export function createWorkerClient(worker: Worker): WorkerClient {
   };
 }
 
-export function startWorker(): WorkerClient {
-  return createWorkerClient(
-    new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'd2nwg-engine' }),
+/** The engine's worker, started once `after` settles (the offline cache's start). */
+export function startWorker(after: Promise<unknown> = Promise.resolve()): WorkerClient {
+  const client = after.then(() =>
+    createWorkerClient(
+      new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'd2nwg-engine' }),
+    ),
   );
+  return {
+    request: (body, onProgress, transfer, signal) =>
+      client.then((c) => c.request(body, onProgress, transfer, signal)),
+  };
 }
