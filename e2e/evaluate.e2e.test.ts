@@ -24,6 +24,7 @@ interface CliEvaluation {
   generated_refined: { mean: number; lambda: number };
   nearest_class_mean: number;
   logistic_regression: { accuracy: number; c: number };
+  trained_head: { accuracy: number };
   random_init: { mean: number };
 }
 
@@ -97,6 +98,7 @@ describe('held-out accuracy in the page', () => {
       9,
     );
     expect(await pageAccuracy(page, 'nearest-class-mean')).toBeCloseTo(cli.nearest_class_mean, 9);
+    expect(await pageAccuracy(page, 'trained-head')).toBeCloseTo(cli.trained_head.accuracy, 9);
     expect(await pageAccuracy(page, 'random-init')).toBeCloseTo(cli.random_init.mean, 9);
   });
 });

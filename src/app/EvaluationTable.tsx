@@ -33,6 +33,16 @@ function rows(e: Evaluation): Row[] {
       accuracy: e.logisticRegression.accuracy,
       note: `C = ${e.logisticRegression.c}`,
     },
+    ...(e.trainedHead
+      ? [
+          {
+            id: 'trained-head',
+            label: 'head trained here with tfjs (Teachable-Machine style)',
+            accuracy: e.trainedHead.accuracy,
+            note: `${e.trainedHead.epochs} Adam epochs in ${e.trainedHead.trainMs.toFixed(0)} ms`,
+          },
+        ]
+      : []),
     {
       id: 'nearest-class-mean',
       label: 'nearest class mean (backbone features)',

@@ -4,6 +4,7 @@
 // CNNs the zoo checkpoint of the nearest seen task and class-mean last layers.
 // The CLI's `evaluate` and the page call `evaluateWeights`.
 
+import type * as tfTypes from '@tensorflow/tfjs';
 import type { CnnArchLayout, CnnManifest } from './cnn-generator';
 import { readVerified, type FileSource } from './files';
 import { backgroundIsDark, luma, toGray28 } from './gray28';
@@ -17,6 +18,7 @@ import {
 } from './heads';
 import { cnnToOnnx } from './onnx-writer';
 import { chooseLambda, refineHead } from './refine';
+import { trainHead } from './train-head';
 import type { DatasetFeatures } from './pipeline';
 import type { RgbaImage } from './preprocess';
 import { Mulberry32 } from './rng';
@@ -186,6 +188,8 @@ export interface Evaluation {
   generatedRefined?: Spread & { lambda: number };
   nearestClassMean: number;
   logisticRegression: { accuracy: number; c: number };
+  /** A softmax head trained here with tfjs (train-head.ts), when tfjs was given. */
+  trainedHead?: { accuracy: number; epochs: number; trainMs: number };
   randomInit: Spread;
   /** cnn: each body with a nearest-class-mean last layer on its own penultimate features. */
   withPrototypeLastLayer?: {
@@ -209,6 +213,7 @@ export async function evaluateWeights(
   support: DatasetFeatures,
   query: DatasetFeatures,
   cnn?: CnnEvaluationInputs,
+  { tf }: { tf?: typeof tfTypes } = {},
 ): Promise<Evaluation> {
   if (JSON.stringify(support.classes) !== JSON.stringify(query.classes))
     throw new Error(
@@ -217,12 +222,22 @@ export async function evaluateWeights(
   const classes = support.classes.length;
   const s = labelled(support.perClass, support.featureDim);
   const q = labelled(query.perClass, query.featureDim);
+  const trained = tf === undefined ? undefined : await trainHead(tf, s, classes);
   const base = {
     family,
     classes: support.classes,
     supportImages: support.perClass.map((m) => m.length / support.featureDim),
     queryImages: query.perClass.map((m) => m.length / query.featureDim),
     ...featureBaselines(s, q, classes),
+    ...(trained
+      ? {
+          trainedHead: {
+            accuracy: accuracy(trained.head, q),
+            epochs: trained.epochs,
+            trainMs: trained.trainMs,
+          },
+        }
+      : {}),
   };
   if (family === 'head') {
     const headOf = (n: NetworkWeights) => ({

@@ -105,6 +105,7 @@ describe('d2nwg command-line tool', () => {
       logistic_regression: { accuracy: number; c: number };
       random_init: { networks: number };
       generated_refined: { accuracies: number[]; mean: number; lambda: number };
+      trained_head: { accuracy: number; train_ms: number };
     }>(data, out, io);
     expect(result.generated.samples).toBe(2);
     // One accuracy per sample, each a count of the 5 query images.
@@ -120,6 +121,9 @@ describe('d2nwg command-line tool', () => {
     expect(result.generated_refined.accuracies).toHaveLength(2);
     expect(result.generated_refined.mean).toBe(1);
     expect(result.generated_refined.lambda).toBe(1); // 2–3 images a class: the default λ
+    // A head trained here with tfjs fits the images it was trained on.
+    expect(result.trained_head.accuracy).toBe(1);
+    expect(result.trained_head.train_ms).toBeGreaterThan(0);
   }, 120_000);
 
   it('generates whole CNNs for a class folder and evaluates them through their ONNX files', async () => {

@@ -395,6 +395,15 @@ function evaluationJson(e: Evaluation) {
       : {}),
     nearest_class_mean: e.nearestClassMean,
     logistic_regression: e.logisticRegression,
+    ...(e.trainedHead
+      ? {
+          trained_head: {
+            accuracy: e.trainedHead.accuracy,
+            epochs: e.trainedHead.epochs,
+            train_ms: Math.round(e.trainedHead.trainMs),
+          },
+        }
+      : {}),
     random_init: snakeSpread(e.randomInit, 'networks'),
     ...(e.withPrototypeLastLayer
       ? {
@@ -476,6 +485,7 @@ async function evaluate(args: string[]): Promise<void> {
           arch: arch ?? manifest.default_arch,
         }
       : undefined,
+    { tf: (await nodeTf()).tf },
   );
   if (values.json) {
     process.stdout.write(`${JSON.stringify(evaluationJson(result), null, 2)}\n`);
@@ -499,6 +509,11 @@ function evaluationText(e: Evaluation): string {
       : []),
     `nearest class mean (backbone features):          ${f(e.nearestClassMean)}`,
     `logistic regression (backbone features, C=${e.logisticRegression.c}):  ${f(e.logisticRegression.accuracy)}`,
+    ...(e.trainedHead
+      ? [
+          `head trained here with tfjs (${e.trainedHead.epochs} Adam epochs, ${e.trainedHead.trainMs.toFixed(0)} ms): ${f(e.trainedHead.accuracy)}`,
+        ]
+      : []),
     `random init (${e.randomInit.count} ${what}):      ${f(e.randomInit.mean)} ± ${f(e.randomInit.std)}`,
     ...(p
       ? [

@@ -171,6 +171,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
             arch: result.arch,
           }
         : undefined,
+      { tf: (await context.features.tf(request.featureBackend)).tf },
     );
     post({ type: 'generate-result', requestId, result: { ...result, evaluation } });
   }
