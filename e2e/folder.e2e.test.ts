@@ -92,8 +92,21 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
     await page.getByTestId('steps-input').fill('1000');
     await page.getByTestId('generate-button').click();
     await expect
-      .poll(() => page.getByTestId('generate-status').innerText(), { timeout: 60_000 })
+      .poll(() => page.getByTestId('generate-progress').innerText(), { timeout: 60_000 })
       .toMatch(/^Working on wasm \(webgpu skipped: .*\): denoising/);
+    // One bar per stage; sampled while it runs, no bar ever goes back.
+    const bars = page.getByTestId('stage-bars').locator('li');
+    let previous: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const values = (await bars.evaluateAll((items) =>
+        items.map((item) => Number(item.getAttribute('data-value'))),
+      )) as number[];
+      values.forEach((v, k) => expect(v).toBeGreaterThanOrEqual(previous[k] ?? 0));
+      previous = values;
+      await page.waitForTimeout(150);
+    }
+    expect(previous.slice(0, 3)).toEqual([1, 1, 1]); // generator, backbone, features: done
+    expect(previous.at(-1)).toBe(0); // evaluate: not begun
     await page.getByTestId('cancel-button').click();
     await expect
       .poll(() => page.getByTestId('generate-status').getAttribute('data-status'))

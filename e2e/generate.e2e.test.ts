@@ -100,7 +100,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
     await page.getByTestId('steps-input').fill('1000');
     await page.getByTestId('generate-button').click();
     await expect
-      .poll(() => page.getByTestId('generate-status').innerText(), { timeout: 120_000 })
+      .poll(() => page.getByTestId('generate-progress').innerText(), { timeout: 120_000 })
       .toContain('denoising');
     await page.getByTestId('cancel-button').click();
     expect(await settle(page, 'generate-status')).toBe('error');

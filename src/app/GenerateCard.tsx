@@ -8,6 +8,7 @@ import type { GenerateResult } from '../worker/protocol';
 import { useAppStore } from './context';
 import { filesOfEntry, MIN_IMAGES_TO_HOLD_OUT, type PickedFile } from './dataset';
 import { EvaluationTable } from './EvaluationTable';
+import { StageBars } from './StageBars';
 
 /**
  * Downloads, one at a time: Chromium drops an anchor download that starts while
@@ -382,7 +383,12 @@ export function GenerateCard() {
         </button>
       )}
       <div data-testid="generate-status" data-status={run.status} role="status">
-        {run.status === 'running' && describeWork(run.backend, run.progress)}
+        {run.status === 'running' && (
+          <>
+            <span data-testid="generate-progress">{describeWork(run.backend, run.progress)}</span>
+            <StageBars progress={run.progress} />
+          </>
+        )}
         {run.status === 'error' && (
           <p className="error" data-testid="generate-error">
             {run.message}
