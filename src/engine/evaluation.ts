@@ -13,6 +13,7 @@ import {
   logisticRegression,
   nearestClassMeanHead,
   randomHead,
+  stratifiedFolds,
   unitNormalise,
   type LabelledFeatures,
 } from './heads';
@@ -48,38 +49,19 @@ export function labelled(perClass: readonly Float32Array[], dim: number): Labell
   return { dim, features: unitNormalise(all, dim), labels };
 }
 
-function subset(data: LabelledFeatures, rows: number[]): LabelledFeatures {
-  const { dim } = data;
-  const features = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => features.set(data.features.subarray(r * dim, (r + 1) * dim), i * dim));
-  return { dim, features, labels: Int32Array.from(rows.map((r) => data.labels[r]!)) };
-}
-
 /**
  * C for logistic regression by stratified cross-validation on the support (each
  * class's images dealt to folds in turn); the factory's 1-shot C when a class
  * has a single image.
  */
 export function chooseC(support: LabelledFeatures, classes: number): number {
-  const perClass = Array.from({ length: classes }, (_, c) =>
-    Array.from(support.labels.keys()).filter((i) => support.labels[i] === c),
-  );
-  const folds = Math.min(LOGISTIC.cvFolds, ...perClass.map((p) => p.length));
-  if (folds < 2) return LOGISTIC.oneShotC;
+  const folds = stratifiedFolds(support, classes, LOGISTIC.cvFolds);
+  if (folds.length === 0) return LOGISTIC.oneShotC;
   const scores = LOGISTIC.cGrid.map(() => 0);
-  for (let f = 0; f < folds; f++) {
-    const val = subset(
-      support,
-      perClass.flatMap((p) => p.filter((_, i) => i % folds === f)),
-    );
-    const train = subset(
-      support,
-      perClass.flatMap((p) => p.filter((_, i) => i % folds !== f)),
-    );
+  for (const { train, validation } of folds)
     LOGISTIC.cGrid.forEach(
-      (c, g) => (scores[g]! += accuracy(logisticRegression(train, classes, c), val)),
+      (c, g) => (scores[g]! += accuracy(logisticRegression(train, classes, c), validation)),
     );
-  }
   return LOGISTIC.cGrid[scores.indexOf(Math.max(...scores))]!;
 }
 

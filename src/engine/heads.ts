@@ -27,6 +27,54 @@ export function unitNormalise(features: Float32Array, dim: number): Float32Array
   return out;
 }
 
+/** The Gram matrix K = X Xᵀ [n × n] of n feature rows (float64). */
+export function gramMatrix(features: Float32Array, n: number, dim: number): Float64Array {
+  const gram = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let k = i; k < n; k++) {
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += features[i * dim + j]! * features[k * dim + j]!;
+      gram[i * n + k] = gram[k * n + i] = dot;
+    }
+  return gram;
+}
+
+/** Rows of `data` picked by index. */
+export function subset(data: LabelledFeatures, rows: number[]): LabelledFeatures {
+  const { dim } = data;
+  const features = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => features.set(data.features.subarray(r * dim, (r + 1) * dim), i * dim));
+  return { dim, features, labels: Int32Array.from(rows.map((r) => data.labels[r]!)) };
+}
+
+/**
+ * Stratified folds for cross-validation: each class's images dealt to `folds`
+ * folds in turn, fewer when the smallest class has fewer images. Empty when
+ * the smallest class has fewer than `minFolds`.
+ */
+export function stratifiedFolds(
+  data: LabelledFeatures,
+  classes: number,
+  folds: number,
+  minFolds = 2,
+): { train: LabelledFeatures; validation: LabelledFeatures }[] {
+  const perClass = Array.from({ length: classes }, (_, c) =>
+    Array.from(data.labels.keys()).filter((i) => data.labels[i] === c),
+  );
+  const k = Math.min(folds, ...perClass.map((p) => p.length));
+  if (k < minFolds) return [];
+  return Array.from({ length: k }, (_, f) => ({
+    train: subset(
+      data,
+      perClass.flatMap((p) => p.filter((_, i) => i % k !== f)),
+    ),
+    validation: subset(
+      data,
+      perClass.flatMap((p) => p.filter((_, i) => i % k === f)),
+    ),
+  }));
+}
+
 export function predict(head: Head, features: Float32Array): Int32Array {
   const { dim, classes } = head;
   const n = features.length / dim;
@@ -83,13 +131,7 @@ export function logisticRegression(
 ): Head {
   const { dim, features, labels } = support;
   const n = labels.length;
-  const gram = new Float64Array(n * n);
-  for (let i = 0; i < n; i++)
-    for (let k = i; k < n; k++) {
-      let dot = 0;
-      for (let j = 0; j < dim; j++) dot += features[i * dim + j]! * features[k * dim + j]!;
-      gram[i * n + k] = gram[k * n + i] = dot;
-    }
+  const gram = gramMatrix(features, n, dim);
   const alpha = new Float64Array(n * classes);
   const bias = new Float64Array(classes);
   const velocityA = new Float64Array(n * classes);

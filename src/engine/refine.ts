@@ -12,7 +12,7 @@
 // same one by another route (L-BFGS over the full W), which the parity test checks.
 
 import type { Head, LabelledFeatures } from './heads';
-import { accuracy } from './heads';
+import { accuracy, gramMatrix, stratifiedFolds } from './heads';
 
 export interface RefineOptions {
   /** Prior strength λ: large keeps the generated head, small approaches logistic regression. */
@@ -79,13 +79,7 @@ export function refineHead(
   const { dim, features, labels } = support;
   const { classes } = head;
   const n = labels.length;
-  const gram = new Float64Array(n * n);
-  for (let i = 0; i < n; i++)
-    for (let k = i; k < n; k++) {
-      let dot = 0;
-      for (let j = 0; j < dim; j++) dot += features[i * dim + j]! * features[k * dim + j]!;
-      gram[i * n + k] = gram[k * n + i] = dot;
-    }
+  const gram = gramMatrix(features, n, dim);
   const { l, rank: r, pivots } = pivotedCholesky(gram, n);
   // Generated logits without bias: g_i = W_g x_i  [n × C]
   const offsets = new Float64Array(n * classes);
@@ -232,14 +226,6 @@ function lbfgs(
   return { value: f, gradient: maxAbs(grad), iterations: iteration };
 }
 
-/** Rows of `data` picked by index. */
-function pick(data: LabelledFeatures, rows: number[]): LabelledFeatures {
-  const { dim } = data;
-  const features = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => features.set(data.features.subarray(r * dim, (r + 1) * dim), i * dim));
-  return { dim, features, labels: Int32Array.from(rows.map((r) => data.labels[r]!)) };
-}
-
 /**
  * λ by cross-validation on the support (folds dealt per class, as the baselines'
  * C), scored by mean accuracy of the refined head over the generated samples;
@@ -250,26 +236,14 @@ export function chooseLambda(
   support: LabelledFeatures,
   classes: number,
 ): number {
-  const perClass = Array.from({ length: classes }, (_, c) =>
-    Array.from(support.labels.keys()).filter((i) => support.labels[i] === c),
-  );
-  const folds = Math.min(3, ...perClass.map((p) => p.length));
-  if (folds < 3) return DEFAULT_LAMBDA;
+  const folds = stratifiedFolds(support, classes, 3, 3);
+  if (folds.length === 0) return DEFAULT_LAMBDA;
   const grid = [...LAMBDA_GRID].sort((a, b) => b - a); // strongest prior first
   const scores = grid.map(() => 0);
-  for (let f = 0; f < folds; f++) {
-    const val = pick(
-      support,
-      perClass.flatMap((p) => p.filter((_, i) => i % folds === f)),
-    );
-    const train = pick(
-      support,
-      perClass.flatMap((p) => p.filter((_, i) => i % folds !== f)),
-    );
+  for (const { train, validation } of folds)
     grid.forEach((lambda, g) => {
       for (const head of heads)
-        scores[g]! += accuracy(refineHead(head, train, { lambda }).head, val);
+        scores[g]! += accuracy(refineHead(head, train, { lambda }).head, validation);
     });
-  }
   return grid[scores.indexOf(Math.max(...scores))]!;
 }
