@@ -100,5 +100,13 @@ describe('held-out accuracy in the page', () => {
     expect(await pageAccuracy(page, 'nearest-class-mean')).toBeCloseTo(cli.nearest_class_mean, 9);
     expect(await pageAccuracy(page, 'trained-head')).toBeCloseTo(cli.trained_head.accuracy, 9);
     expect(await pageAccuracy(page, 'random-init')).toBeCloseTo(cli.random_init.mean, 9);
+    // The best sample's confusion matrix counts the 4 held-out images; each has its thumbnail.
+    const best = Math.max(...cli.generated.accuracies);
+    expect(await page.getByTestId('best-sample').locator('h3').innerText()).toContain(
+      `${(100 * best).toFixed(1)}% on the held-out images`,
+    );
+    const cells = await page.getByTestId('confusion-matrix').locator('tbody td').allInnerTexts();
+    expect(cells.map(Number).reduce((a, b) => a + b, 0)).toBe(4);
+    expect(await page.getByTestId('predictions').locator('li img').count()).toBe(4);
   });
 });

@@ -7,6 +7,7 @@ import { encodeSafetensors } from '../engine/safetensors';
 import type { GenerateResult } from '../worker/protocol';
 import { useAppStore } from './context';
 import { filesOfEntry, MIN_IMAGES_TO_HOLD_OUT, type PickedFile } from './dataset';
+import { BestSample } from './BestSample';
 import { EvaluationTable } from './EvaluationTable';
 import { StageBars } from './StageBars';
 
@@ -410,6 +411,7 @@ export function GenerateCard() {
 }
 
 function Result({ result }: { result: GenerateResult }) {
+  const heldOutFiles = useAppStore((s) => s.heldOutFiles);
   const t = result.timingsMs;
   const what = result.family === 'head' ? 'heads' : `${result.arch} CNNs`;
   return (
@@ -424,7 +426,12 @@ function Result({ result }: { result: GenerateResult }) {
         encoder {t.encode.toFixed(0)} ms, {result.options.steps} DDIM steps {t.denoise.toFixed(0)}{' '}
         ms, decoder {t.decode.toFixed(0)} ms.
       </p>
-      {result.evaluation !== undefined && <EvaluationTable evaluation={result.evaluation} />}
+      {result.evaluation !== undefined && (
+        <>
+          <EvaluationTable evaluation={result.evaluation} />
+          <BestSample evaluation={result.evaluation} files={heldOutFiles} />
+        </>
+      )}
       {result.unreadable.length > 0 && (
         <details>
           <summary>{result.unreadable.length} images could not be read and were left out</summary>

@@ -82,6 +82,8 @@ export interface GenerateSlice {
   /** A folder of held-out images of the same classes, when chosen. */
   queryDataset: PageDataset | null;
   setQueryDataset(files: readonly PickedFile[]): Promise<void>;
+  /** The held-out files of the last run, by the name the worker was sent (for thumbnails). */
+  heldOutFiles: ReadonlyMap<string, File>;
   /** Without a held-out folder: keep every third image of each class out of the support. */
   holdOut: boolean;
   setHoldOut(holdOut: boolean): void;
@@ -211,6 +213,7 @@ const createGenerateSlice =
       checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
       readingDataset: false,
       queryDataset: null,
+      heldOutFiles: new Map(),
       holdOut: true,
       setHoldOut: (holdOut) => set({ holdOut }),
       setQueryDataset: async (files) => {
@@ -272,6 +275,11 @@ const createGenerateSlice =
                 ),
               })),
             );
+          set({
+            heldOutFiles: new Map(
+              (split.query ?? []).flatMap((c) => c.files.map((f) => [`${c.name}/${f.name}`, f])),
+            ),
+          });
           const classes = await read(split.support);
           const query = split.query === null ? undefined : await read(split.query);
           const result = await deps.client().request(

@@ -12,6 +12,7 @@ import {
   accuracy,
   logisticRegression,
   nearestClassMeanHead,
+  predict,
   randomHead,
   stratifiedFolds,
   unitNormalise,
@@ -91,15 +92,41 @@ export function featureBaselines(
   };
 }
 
-function argmaxAccuracy(logits: Float32Array, labels: Int32Array, classes: number): number {
-  let hits = 0;
-  labels.forEach((label, i) => {
+function argmax(logits: Float32Array, rows: number, classes: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
     let best = 0;
     for (let c = 1; c < classes; c++)
       if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
-    if (best === label) hits++;
-  });
+    out[i] = best;
+  }
+  return out;
+}
+
+function hitRate(predicted: Int32Array, labels: Int32Array): number {
+  let hits = 0;
+  predicted.forEach((p, i) => (hits += p === labels[i] ? 1 : 0));
   return hits / labels.length;
+}
+
+/** The best sample's predictions, paired with each query image's name and class. */
+function bestSample(
+  predictions: Int32Array[],
+  labels: Int32Array,
+  query: DatasetFeatures,
+): Evaluation['best'] {
+  const accuracies = predictions.map((p) => hitRate(p, labels));
+  const sample = accuracies.indexOf(Math.max(...accuracies));
+  const names = query.names?.flat();
+  return {
+    sample,
+    accuracy: accuracies[sample]!,
+    images: Array.from(labels, (truth, i) => ({
+      name: names?.[i] ?? null,
+      truth,
+      predicted: predictions[sample]![i]!,
+    })),
+  };
 }
 
 /** PyTorch's default initialisation, U(±1/√fan_in) for weights and biases, from a seeded stream. */
@@ -180,6 +207,13 @@ export interface Evaluation {
     pretrained: { task: string; accuracy: number };
   };
   darkBackground?: boolean;
+  /** The generated sample with the best held-out accuracy: its prediction for every query image. */
+  best: {
+    sample: number;
+    accuracy: number;
+    /** Per query image, in class order: its name (when known), true class and predicted class. */
+    images: { name: string | null; truth: number; predicted: number }[];
+  };
 }
 
 const RANDOM_NETWORKS = 10;
@@ -236,15 +270,17 @@ export async function evaluateWeights(
       ),
     );
     const heads = networks.map(headOf);
+    const predictions = heads.map((h) => predict(h, q.features));
     // λ by cross-validation on the first two samples (each fold refits every λ of the grid).
     const lambda = chooseLambda(heads.slice(0, 2), s, classes);
     const refined = heads.map((h) => accuracy(refineHead(h, s, { lambda }).head, q));
     return {
       ...base,
       arch: 'linear',
-      generated: spread(heads.map((h) => accuracy(h, q))),
+      generated: spread(predictions.map((p) => hitRate(p, q.labels))),
       generatedRefined: { ...spread(refined), lambda },
       randomInit: spread(random),
+      best: bestSample(predictions, q.labels, query),
     };
   }
   if (cnn === undefined || support.decoded === undefined || query.decoded === undefined)
@@ -262,12 +298,13 @@ export async function evaluateWeights(
   };
   const queryPixels = gray(queryImages);
   const supportPixels = gray(supportImages);
-  const zeroShot = async (net: NetworkWeights) =>
-    argmaxAccuracy(
+  const predictCnn = async (net: NetworkWeights) =>
+    argmax(
       await runCnn(host, cnnToOnnx(layout, net), queryPixels, queryImages.length),
-      q.labels,
+      queryImages.length,
       classes,
     );
+  const zeroShot = async (net: NetworkWeights) => hitRate(await predictCnn(net), q.labels);
   /** The body with its last layer replaced by class-mean prototypes of its penultimate features. */
   const prototypeAccuracy = async (net: NetworkWeights): Promise<number> => {
     const graph = cnnToOnnx(layout, net, '', { penultimate: true });
@@ -286,10 +323,10 @@ export async function evaluateWeights(
     };
     return accuracy(nearestClassMeanHead(train, classes), test);
   };
-  const generated: number[] = [];
+  const predictions: Int32Array[] = [];
   const generatedPrototypes: number[] = [];
   for (const net of networks) {
-    generated.push(await zeroShot(net));
+    predictions.push(await predictCnn(net));
     generatedPrototypes.push(await prototypeAccuracy(net));
   }
   const rng = new Mulberry32(0);
@@ -304,8 +341,9 @@ export async function evaluateWeights(
   return {
     ...base,
     arch,
-    generated: spread(generated),
+    generated: spread(predictions.map((p) => hitRate(p, q.labels))),
     randomInit: spread(random),
+    best: bestSample(predictions, q.labels, query),
     withPrototypeLastLayer: {
       generated: spread(generatedPrototypes),
       randomInit: spread(randomPrototypes),

@@ -51,6 +51,8 @@ export interface DatasetFeatures {
   featureDim: number;
   /** Files that could not be decoded, each "name: why"; they were left out. */
   unreadable: string[];
+  /** Per class, the names of the images behind the feature rows, in row order (when read from files). */
+  names?: string[][];
   /** The backend the backbone ran on, for people; null when features were given. */
   featureBackend: string | null;
   featuresMs: number;
@@ -92,11 +94,13 @@ export async function datasetFeatures(
   const unreadable: string[] = [];
   const decoded: RgbaImage[][] = [];
   const perClass: Float32Array[] = [];
+  const names: string[][] = [];
   let done = 0;
   const report = () => onProgress?.({ stage: 'features', done, total, backend: backendLabel });
   report();
   for (const c of classes) {
     const rows: Float32Array[] = [];
+    const rowNames: string[] = [];
     const kept: RgbaImage[] = [];
     for (let start = 0; start < c.images.length; start += BATCH) {
       const batch: { image: RgbaImage; key: string | null; row: number }[] = [];
@@ -108,11 +112,13 @@ export async function datasetFeatures(
           const known = key !== null ? cache?.get(key) : undefined;
           if (known !== undefined) {
             rows.push(known);
+            rowNames.push(file.name);
             done++;
           } else {
             const image = await extractor.decode(bytes, file.name);
             batch.push({ image, key, row: rows.length });
             rows.push(new Float32Array(0)); // filled below
+            rowNames.push(file.name);
             if (keepImages) kept.push(image);
           }
         } catch (error) {
@@ -140,6 +146,7 @@ export async function datasetFeatures(
     const matrix = new Float32Array(rows.length * dim);
     rows.forEach((f, i) => matrix.set(f, i * dim));
     perClass.push(matrix);
+    names.push(rowNames);
     if (keepImages) decoded.push(kept);
   }
   return {
@@ -147,6 +154,7 @@ export async function datasetFeatures(
     perClass,
     featureDim: dim,
     unreadable,
+    names,
     featureBackend: backendLabel,
     featuresMs: performance.now() - started,
     ...(keepImages ? { decoded } : {}),
