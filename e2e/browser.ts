@@ -73,3 +73,9 @@ export function checkedPages(browser: () => Browser) {
     },
   };
 }
+
+/** Opens the page's collapsed Diagnostics panel (runtime check, backbone features, trace checks). */
+export async function openDiagnostics(page: Page): Promise<void> {
+  const panel = page.getByTestId('diagnostics');
+  if ((await panel.getAttribute('open')) === null) await panel.locator('summary').click();
+}

@@ -108,5 +108,10 @@ describe('held-out accuracy in the page', () => {
     const cells = await page.getByTestId('confusion-matrix').locator('tbody td').allInnerTexts();
     expect(cells.map(Number).reduce((a, b) => a + b, 0)).toBe(4);
     expect(await page.getByTestId('predictions').locator('li img').count()).toBe(4);
+    // README's picture of this flow: `UPDATE_SCREENSHOTS=1 npm run test:e2e` rewrites it.
+    if (process.env.UPDATE_SCREENSHOTS === '1')
+      await page
+        .locator('section[aria-labelledby="generate-title"]')
+        .screenshot({ path: resolve(import.meta.dirname, 'screenshots/own-folder.png') });
   });
 });

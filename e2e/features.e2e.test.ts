@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cosineSimilarity, maxAbsDifference } from '../src/engine/compare';
-import { checkedPages, launchChromium } from './browser';
+import { checkedPages, launchChromium, openDiagnostics } from './browser';
 
 const fixturesDir = resolve(import.meta.dirname, '../models/fixtures');
 const imageNames = readdirSync(resolve(fixturesDir, 'images')).sort();
@@ -36,6 +36,7 @@ async function extractInPage(
   names: string[],
 ): Promise<DownloadedFeatures> {
   await page.goto(`${inject('appUrl')}?backend=${backend}`);
+  await openDiagnostics(page);
   await page
     .getByTestId('features-input')
     .setInputFiles(names.map((name) => resolve(fixturesDir, 'images', name)));
@@ -86,6 +87,7 @@ describe('backbone features in the page match Node', () => {
   it('names a file that is not an image instead of failing silently', async () => {
     const { page } = await pages.open();
     await page.goto(`${inject('appUrl')}?backend=wasm`);
+    await openDiagnostics(page);
     await page
       .getByTestId('features-input')
       .setInputFiles([

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkedPages, launchChromium } from './browser';
+import { checkedPages, launchChromium, openDiagnostics } from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
 
@@ -44,6 +44,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
       it(`the ${family} generator replays the factory's trace on ${backend}`, async () => {
         const { page, errors } = await pages.open();
         await page.goto(`${inject('appUrl')}?backend=${backend}`);
+        await openDiagnostics(page);
         await page.getByRole('button', { name: `Check the ${family} generator` }).click();
         const status = await settle(page, `check-${family}-status`);
         const shown = await page.getByTestId(`check-${family}-status`).innerText();

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkedPages, launchChromium } from './browser';
+import { checkedPages, launchChromium, openDiagnostics } from './browser';
 
 const sliceDir = resolve(import.meta.dirname, '../models/release/slice');
 const manifest = JSON.parse(readFileSync(resolve(sliceDir, 'manifest.json'), 'utf8')) as {
@@ -15,6 +15,7 @@ const trace = JSON.parse(readFileSync(resolve(sliceDir, manifest.trace_file), 'u
 
 async function runSliceInPage(page: Page, backend: string) {
   await page.goto(`${inject('appUrl')}?backend=${backend}`);
+  await openDiagnostics(page);
   const status = page.getByTestId('slice-status');
   await expect
     .poll(() => status.getAttribute('data-status'), { timeout: 90_000 })

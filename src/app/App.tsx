@@ -3,7 +3,7 @@ import type { BackendRequest } from '../engine/runtime';
 import { BACKEND_CHOICES } from './backendChoice';
 import { useAppStore } from './context';
 import { FeaturesCard } from './FeaturesCard';
-import { GenerateCard } from './GenerateCard';
+import { GenerateCard, GeneratorChecksCard } from './GenerateCard';
 import { OfflineCache } from './OfflineCache';
 import { RuntimeSliceCard } from './RuntimeSliceCard';
 
@@ -41,8 +41,9 @@ export function App({
       <header>
         <h1>D2NWG Web</h1>
         <p>
-          Neural-network weights generated for your image dataset, in your browser. Nothing leaves
-          this page.
+          Drop a folder of images, one sub-folder per class, and get neural-network weights
+          generated for it in seconds: a classifier head for a frozen image backbone, or every
+          weight of a small CNN. Everything runs in this page; no image leaves your browser.
         </p>
         <label>
           Backend{' '}
@@ -61,8 +62,12 @@ export function App({
         <OfflineCache serviceWorker={serviceWorker} />
       </header>
       <GenerateCard />
-      <RuntimeSliceCard />
-      <FeaturesCard />
+      <details className="diagnostics" data-testid="diagnostics">
+        <summary>Diagnostics: runtime check, backbone features, agreement with the factory</summary>
+        <RuntimeSliceCard />
+        <FeaturesCard />
+        <GeneratorChecksCard />
+      </details>
     </main>
   );
 }

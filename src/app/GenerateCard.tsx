@@ -397,7 +397,15 @@ export function GenerateCard() {
         )}
         {run.status === 'done' && <Result result={run.result} />}
       </div>
-      <h3>Agreement with the factory</h3>
+    </section>
+  );
+}
+
+/** Replays each family's factory trace on the chosen backend (a diagnostic). */
+export function GeneratorChecksCard() {
+  return (
+    <section className="card" aria-labelledby="checks-title">
+      <h2 id="checks-title">Agreement with the factory</h2>
       <p>
         Replays the factory&apos;s recorded generation (same inputs, same seed) on the backend
         above.
