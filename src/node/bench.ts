@@ -19,6 +19,8 @@ import {
 } from '../engine/generators';
 import { directorySource, nodeHost } from '../engine/node-host';
 import { generateWeights, type ClassFeatures } from '../engine/pipeline';
+import { unitNormalise } from '../engine/heads';
+import { DEFAULT_LAMBDA, refineHead } from '../engine/refine';
 import { Mulberry32 } from '../engine/rng';
 import type { Precision } from '../engine/sampling';
 
@@ -69,6 +71,39 @@ async function timed(
   }
 }
 
+const REFINE_CLASSES = 20;
+const REFINE_IMAGES = 20;
+
+async function timeRefine(repeats: number): Promise<number[]> {
+  const rng = new Mulberry32(2);
+  const dim = 1792;
+  const centres = Array.from({ length: REFINE_CLASSES }, () =>
+    Float32Array.from({ length: dim }, () => rng.normal()),
+  );
+  const rows = new Float32Array(REFINE_CLASSES * REFINE_IMAGES * dim);
+  const labels = new Int32Array(REFINE_CLASSES * REFINE_IMAGES);
+  for (let c = 0; c < REFINE_CLASSES; c++)
+    for (let k = 0; k < REFINE_IMAGES; k++) {
+      const row = c * REFINE_IMAGES + k;
+      labels[row] = c;
+      for (let j = 0; j < dim; j++) rows[row * dim + j] = centres[c]![j]! + 3 * rng.normal();
+    }
+  const support = { dim, features: unitNormalise(rows, dim), labels };
+  const head = {
+    classes: REFINE_CLASSES,
+    dim,
+    weight: Float32Array.from({ length: REFINE_CLASSES * dim }, () => rng.normal()),
+    bias: new Float32Array(REFINE_CLASSES),
+  };
+  const times: number[] = [];
+  for (let r = 0; r < repeats + 1; r++) {
+    const started = performance.now();
+    refineHead(head, support, { lambda: DEFAULT_LAMBDA });
+    if (r > 0) times.push(performance.now() - started); // the first is a warm-up
+  }
+  return times;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { repeats: { type: 'string', default: '3' } } });
   const repeats = Number(values.repeats);
@@ -114,6 +149,10 @@ async function main(): Promise<void> {
     }
   }
 
+  // Refine (issue 13 target: ≤ 0.5 s for 20 classes × 20 images): one generated head of the
+  // head family on seeded clustered features, at the default λ.
+  const refineMs = await timeRefine(repeats);
+
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} threads available, Node ${process.version}`;
   const out = join(repoRoot, 'bench');
   mkdirSync(out, { recursive: true });
@@ -126,6 +165,12 @@ async function main(): Promise<void> {
     steps: STEPS,
     repeats,
     rows,
+    refine: {
+      classes: REFINE_CLASSES,
+      images: REFINE_IMAGES,
+      lambda: DEFAULT_LAMBDA,
+      ms: refineMs,
+    },
   });
   const reportPath = join(out, 'report.json');
   const style = await resolveConfig(reportPath);
@@ -147,6 +192,10 @@ async function main(): Promise<void> {
         `${ms(r.encode)} | ${ms(r.denoise)} | ${ms(r.decode)} | ` +
         `${(median(r.encode) + median(r.denoise) + median(r.decode)).toFixed(0)} | ${r.peakRssMb.toFixed(0)} |`,
     ),
+    '',
+    `Refine of one generated head toward its support (src/engine/refine.ts, λ = ${DEFAULT_LAMBDA}), ` +
+      `${REFINE_CLASSES} classes × ${REFINE_IMAGES} images of seeded clustered 1,792-d features: ` +
+      `median ${median(refineMs).toFixed(0)} ms over ${refineMs.length} runs (issue 13's target: ≤ 500 ms).`,
     '',
   ];
   writeFileSync(join(out, 'REPORT.md'), lines.join('\n'));
