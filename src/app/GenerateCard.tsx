@@ -44,6 +44,32 @@ function save(bytes: Uint8Array | string, name: string, type = 'application/octe
   if (!downloading) startNextDownload();
 }
 
+/** A whole-number setting, clamped to at least `min`. */
+function IntegerField(props: {
+  label: string;
+  testId: string;
+  min: number;
+  max?: number;
+  value: number;
+  onChange: (value: number) => void;
+}) {
+  return (
+    <label>
+      {props.label}{' '}
+      <input
+        type="number"
+        min={props.min}
+        max={props.max}
+        data-testid={props.testId}
+        value={props.value}
+        onChange={(e) =>
+          props.onChange(Math.max(props.min, Math.round(Number(e.target.value) || props.min)))
+        }
+      />
+    </label>
+  );
+}
+
 function plural(n: number, one: string, many: string): string {
   return `${n} ${n === 1 ? one : many}`;
 }
@@ -280,32 +306,22 @@ export function GenerateCard() {
               </select>
             </label>
           )}{' '}
-          <label>
-            Samples{' '}
-            <input
-              type="number"
-              min={1}
-              max={32}
-              data-testid="samples-input"
-              value={settings.samples}
-              onChange={(e) =>
-                setSettings({ samples: Math.max(1, Math.round(Number(e.target.value) || 1)) })
-              }
-            />
-          </label>{' '}
-          <label>
-            DDIM steps{' '}
-            <input
-              type="number"
-              min={1}
-              max={1000}
-              data-testid="steps-input"
-              value={settings.steps}
-              onChange={(e) =>
-                setSettings({ steps: Math.max(1, Math.round(Number(e.target.value) || 1)) })
-              }
-            />
-          </label>{' '}
+          <IntegerField
+            label="Samples"
+            testId="samples-input"
+            min={1}
+            max={32}
+            value={settings.samples}
+            onChange={(samples) => setSettings({ samples })}
+          />{' '}
+          <IntegerField
+            label="DDIM steps"
+            testId="steps-input"
+            min={1}
+            max={1000}
+            value={settings.steps}
+            onChange={(steps) => setSettings({ steps })}
+          />{' '}
           <label>
             Graphs{' '}
             <select
@@ -357,18 +373,13 @@ export function GenerateCard() {
               {queryDataset.classes.map((c) => `${c.name} (${c.files.length})`).join(', ')}
             </span>
           )}{' '}
-          <label>
-            Seed{' '}
-            <input
-              type="number"
-              min={0}
-              data-testid="seed-input"
-              value={settings.seed}
-              onChange={(e) =>
-                setSettings({ seed: Math.max(0, Math.round(Number(e.target.value) || 0)) })
-              }
-            />
-          </label>
+          <IntegerField
+            label="Seed"
+            testId="seed-input"
+            min={0}
+            value={settings.seed}
+            onChange={(seed) => setSettings({ seed })}
+          />
         </fieldset>
       )}
       <button
