@@ -70,6 +70,11 @@ function IntegerField(props: {
   );
 }
 
+/** The files of a folder chosen in a file input, each with its path inside the folder. */
+function pickedFolder(files: FileList | null): PickedFile[] {
+  return Array.from(files ?? [], (file) => ({ file, path: file.webkitRelativePath || file.name }));
+}
+
 function plural(n: number, one: string, many: string): string {
   return `${n} ${n === 1 ? one : many}`;
 }
@@ -208,14 +213,7 @@ export function GenerateCard() {
             data-testid="dataset-input"
             disabled={busy}
             {...{ webkitdirectory: '' }}
-            onChange={(e) =>
-              void setDataset(
-                Array.from(e.target.files ?? [], (file) => ({
-                  file,
-                  path: file.webkitRelativePath || file.name,
-                })),
-              )
-            }
+            onChange={(e) => void setDataset(pickedFolder(e.target.files))}
           />
         </label>{' '}
         <label>
@@ -356,14 +354,7 @@ export function GenerateCard() {
               aria-label="Held-out folder"
               data-testid="query-input"
               {...{ webkitdirectory: '' }}
-              onChange={(e) =>
-                void setQueryDataset(
-                  Array.from(e.target.files ?? [], (file) => ({
-                    file,
-                    path: file.webkitRelativePath || file.name,
-                  })),
-                )
-              }
+              onChange={(e) => void setQueryDataset(pickedFolder(e.target.files))}
             />
           </label>
           {queryDataset !== null && (
