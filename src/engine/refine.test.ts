@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { headTraceSchema, relativeError, traceSupport } from './generator-check';
-import { labelled } from './evaluation';
 import { parse } from './schema';
-import { accuracy, unitNormalise, type Head, type LabelledFeatures } from './heads';
-import { chooseLambda, DEFAULT_LAMBDA, LAMBDA_GRID, refineHead } from './refine';
+import { accuracy, labelled, unitNormalise, type Head, type LabelledFeatures } from './heads';
+import { calibratedLambda, chooseLambda, DEFAULT_SPEC, LAMBDA_GRID, refineHead } from './refine';
 import { Mulberry32 } from './rng';
 
 const DIM = 24;
@@ -106,10 +105,38 @@ describe('refining a generated head toward the support (MAP with the head as pri
     expect(fullGradient(a, prior, twice, 1)).toBeLessThan(1e-4);
   });
 
-  it('chooses λ from its grid by cross-validation, or the default below 3 images a class', () => {
+  it('chooses λ by cross-validation from 3 images a class, else the λ calibrated for the shot count', () => {
     const heads = [randomHead(3, 9), randomHead(3, 10)];
-    expect(chooseLambda(heads, support(3, 2, 11), 3)).toBe(DEFAULT_LAMBDA);
-    expect(LAMBDA_GRID).toContain(chooseLambda(heads, support(3, 6, 12), 3));
+    const spec = { ...DEFAULT_SPEC, lambda_by_shots: { '1': 10, '2': 0.1 } };
+    expect(chooseLambda(heads, support(3, 1, 11), 3, spec)).toEqual({
+      lambda: 10,
+      rule: 'calibrated',
+      minImages: 1,
+    });
+    expect(chooseLambda(heads, support(3, 2, 11), 3, spec).lambda).toBe(0.1);
+    const cv = chooseLambda(heads, support(3, 6, 12), 3, spec);
+    expect(cv.rule).toBe('cross-validation');
+    expect(LAMBDA_GRID).toContain(cv.lambda);
+  });
+
+  it('takes the calibrated λ of the largest calibrated shot count not above the images', () => {
+    const spec = { ...DEFAULT_SPEC, lambda_by_shots: { '1': 10, '2': 1, '5': 0.1 } };
+    expect([1, 2, 3, 4, 5, 9].map((k) => calibratedLambda(spec, k))).toEqual([
+      10, 1, 1, 1, 0.1, 0.1,
+    ]);
+  });
+
+  it('lets cross-validation pick a weak prior for a wrong head and a strong one for a right head', () => {
+    const data = support(4, 9, 13, 1.0);
+    const wrong = [randomHead(4, 14, 20)];
+    // A head pointing at each class's own mean: right, and hard to improve on with 6 images a class.
+    const means = new Float32Array(4 * DIM);
+    data.labels.forEach((c, i) => {
+      for (let j = 0; j < DIM; j++) means[c * DIM + j]! += 20 * data.features[i * DIM + j]!;
+    });
+    const right = [{ classes: 4, dim: DIM, weight: means, bias: new Float32Array(4) }];
+    expect(chooseLambda(wrong, data, 4).lambda).toBeLessThanOrEqual(0.1);
+    expect(chooseLambda(right, data, 4).lambda).toBeGreaterThanOrEqual(1);
   });
 });
 

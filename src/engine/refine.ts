@@ -12,7 +12,9 @@
 // same one by another route (L-BFGS over the full W), which the parity test checks.
 
 import type { Head, LabelledFeatures } from './heads';
-import { accuracy, gramMatrix, stratifiedFolds } from './heads';
+import { accuracy, labelled, rowProducts, stratifiedFolds } from './heads';
+import type { NetworkWeights } from './sampling';
+import { array, integer, number, object, record } from './schema';
 
 export interface RefineOptions {
   /** Prior strength λ: large keeps the generated head, small approaches logistic regression. */
@@ -30,14 +32,36 @@ export interface RefineResult {
   gradient: number;
 }
 
-/** The λ grid cross-validation chooses from: the factory's 1/C grid and a stronger prior. */
-export const LAMBDA_GRID = [0.001, 0.01, 0.1, 1, 10] as const;
-
 /**
- * Where cross-validation cannot run (a class with fewer than 3 images), this λ:
- * provisional until it is chosen on held-out zoo tasks per shot count (issue 13).
+ * How λ is chosen, as the factory measured it (the head manifest's `refine`
+ * block): cross-validation over `lambda_grid` where every class has at least
+ * `cv_min_images` images, else the λ calibrated on held-out zoo tasks for the
+ * largest shot count in `lambda_by_shots` not above the smallest class.
  */
-export const DEFAULT_LAMBDA = 1;
+export const refineSpecSchema = object({
+  lambda_grid: array(number),
+  cv_min_images: integer,
+  cv_folds: integer,
+  lambda_by_shots: record(number),
+});
+export type RefineSpec = ReturnType<typeof refineSpecSchema>;
+
+/** The grid the factory's refine.py uses; the tests' spec where no manifest is read. */
+export const LAMBDA_GRID = [0.001, 0.01, 0.1, 1, 10] as const;
+export const DEFAULT_SPEC: RefineSpec = {
+  lambda_grid: [...LAMBDA_GRID],
+  cv_min_images: 3,
+  cv_folds: 3,
+  lambda_by_shots: { '1': 1, '2': 1 },
+};
+
+/** How the λ of a refine was chosen, for people and model cards. */
+export interface LambdaChoice {
+  lambda: number;
+  rule: 'cross-validation' | 'calibrated';
+  /** The smallest class's image count, which decided the rule. */
+  minImages: number;
+}
 
 /** Pivoted Cholesky of the n×n Gram matrix: K[p][p] ≈ L Lᵀ, L n×r with rank r. */
 function pivotedCholesky(
@@ -57,100 +81,224 @@ function pivotedCholesky(
     pivots.push(best);
     const pivot = Math.sqrt(diag[best]!);
     l[best * n + k] = pivot;
+    const bestRow = best * n;
     for (let i = 0; i < n; i++) {
       if (used[i]) continue;
-      let s = gram[i * n + best]!;
-      for (let j = 0; j < k; j++) s -= l[i * n + j]! * l[best * n + j]!;
+      const row = i * n;
+      let s = gram[row + best]!;
+      for (let j = 0; j < k; j++) s -= l[row + j]! * l[bestRow + j]!;
       const v = s / pivot;
-      l[i * n + k] = v;
+      l[row + k] = v;
       diag[i]! -= v * v;
     }
   }
   return { l, rank: pivots.length, pivots };
 }
 
+/** In-place Cholesky of a symmetric positive definite m×m matrix (lower factor). */
+function cholesky(a: Float64Array, m: number): Float64Array {
+  for (let j = 0; j < m; j++) {
+    let d = a[j * m + j]!;
+    for (let k = 0; k < j; k++) d -= a[j * m + k]! ** 2;
+    const pivot = Math.sqrt(Math.max(d, 1e-300));
+    a[j * m + j] = pivot;
+    for (let i = j + 1; i < m; i++) {
+      let s = a[i * m + j]!;
+      for (let k = 0; k < j; k++) s -= a[i * m + k]! * a[j * m + k]!;
+      a[i * m + j] = s / pivot;
+    }
+    for (let k = j + 1; k < m; k++) a[j * m + k] = 0;
+  }
+  return a;
+}
+
+/**
+ * Solves (R Rᵀ) U = V in place, V an m × width matrix (row-major): each row
+ * operation runs over `width` independent lanes, which V8 pipelines well.
+ */
+function choleskySolve(r: Float64Array, m: number, v: Float64Array, width: number): void {
+  for (let i = 0; i < m; i++) {
+    const vi = i * width;
+    for (let k = 0; k < i; k++) {
+      const f = r[i * m + k]!;
+      if (f === 0) continue;
+      const vk = k * width;
+      for (let c = 0; c < width; c++) v[vi + c]! -= f * v[vk + c]!;
+    }
+    const d = 1 / r[i * m + i]!;
+    for (let c = 0; c < width; c++) v[vi + c]! *= d;
+  }
+  for (let i = m - 1; i >= 0; i--) {
+    const vi = i * width;
+    for (let k = i + 1; k < m; k++) {
+      const f = r[k * m + i]!;
+      if (f === 0) continue;
+      const vk = k * width;
+      for (let c = 0; c < width; c++) v[vi + c]! -= f * v[vk + c]!;
+    }
+    const d = 1 / r[i * m + i]!;
+    for (let c = 0; c < width; c++) v[vi + c]! *= d;
+  }
+}
+
+/**
+ * What the refine needs of a support set, whatever the head: orthonormal
+ * coordinates of its rows (pivoted Cholesky of the Gram matrix) with a 1
+ * appended for the bias, and their cross-product for the preconditioner.
+ * Computed once per support and shared by every head and λ refined on it.
+ */
+export interface SupportBasis {
+  support: LabelledFeatures;
+  rank: number;
+  /** The support's features as float64 [n × dim]. */
+  rows: Float64Array;
+  /** n × (rank + 1): row i's coordinates, then 1. */
+  basis: Float64Array;
+  /** (rank + 1)²: basisᵀ basis. */
+  cross: Float64Array;
+  l: Float64Array;
+  pivots: number[];
+}
+
+export function prepareSupport(support: LabelledFeatures, gram?: Float64Array): SupportBasis {
+  const { dim, features, labels } = support;
+  const n = labels.length;
+  const rows = Float64Array.from(features.subarray(0, n * dim));
+  const { l, rank, pivots } = pivotedCholesky(gram ?? rowProducts(rows, n, rows, n, dim, true), n);
+  const m = rank + 1;
+  const basis = new Float64Array(n * m);
+  const columns = new Float64Array(m * n); // basisᵀ
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < rank; k++) basis[i * m + k] = columns[k * n + i] = l[i * n + k]!;
+    basis[i * m + rank] = columns[rank * n + i] = 1;
+  }
+  const cross = rowProducts(columns, m, columns, m, n, true);
+  return { support, rank, rows, basis, cross, l, pivots };
+}
+
 /** Refines `head` (rows applied to unit-norm features) on the support, for one λ. */
 export function refineHead(
   head: Head,
-  support: LabelledFeatures,
-  { lambda, maxIterations = 500, tolerance = 1e-7 }: RefineOptions,
+  support: LabelledFeatures | SupportBasis,
+  options: RefineOptions,
 ): RefineResult {
+  const prepared = 'basis' in support ? support : prepareSupport(support);
+  return refineOn(head, prepared, options).result;
+}
+
+/**
+ * The solve: L-BFGS over θ = [coordinates | bias] per class, preconditioned by
+ * (λI + basisᵀ basis / C)⁻¹, the Hessian of the objective with every softmax
+ * curvature set to 1/C, so that the support's few large directions (unit-norm
+ * features of one backbone share most of their length) do not dictate the
+ * step. `start` warm-starts θ (the previous λ's optimum in a sweep).
+ */
+function refineOn(
+  head: Head,
+  prepared: SupportBasis,
+  { lambda, maxIterations = 500, tolerance = 1e-7 }: RefineOptions,
+  start?: Float64Array,
+): { result: RefineResult; theta: Float64Array } {
   if (!(lambda > 0)) throw new Error(`λ must be positive, got ${lambda}`);
-  const { dim, features, labels } = support;
+  const { support, rank: r, rows, basis, cross, l, pivots } = prepared;
+  const { dim, labels } = support;
   const { classes } = head;
   const n = labels.length;
-  const gram = gramMatrix(features, n, dim);
-  const { l, rank: r, pivots } = pivotedCholesky(gram, n);
+  const m = r + 1;
   // Generated logits without bias: g_i = W_g x_i  [n × C]
-  const offsets = new Float64Array(n * classes);
-  for (let i = 0; i < n; i++)
-    for (let c = 0; c < classes; c++) {
-      let s = 0;
-      for (let j = 0; j < dim; j++) s += head.weight[c * dim + j]! * features[i * dim + j]!;
-      offsets[i * classes + c] = s;
-    }
-  // θ = [c (C × r) | b (C)]
-  const size = classes * r + classes;
-  const theta = new Float64Array(size);
-  for (let c = 0; c < classes; c++) theta[classes * r + c] = head.bias[c]!;
-  const logits = new Float64Array(classes);
+  const offsets = rowProducts(rows, n, Float64Array.from(head.weight), classes, dim);
+  // θ: m × C, row k < r the coordinates of every class, row r the biases;
+  // the prior mean is 0 and then b_g. All loops run over the C classes inside.
+  const C = classes;
+  const size = m * C;
+  const prior = new Float64Array(size);
+  for (let c = 0; c < C; c++) prior[r * C + c] = head.bias[c]!;
+  const theta = start === undefined ? Float64Array.from(prior) : Float64Array.from(start);
+  const preconditioner = new Float64Array(m * m);
+  for (let k = 0; k < m * m; k++) preconditioner[k] = cross[k]! / C;
+  for (let k = 0; k < m; k++) preconditioner[k * m + k]! += lambda;
+  cholesky(preconditioner, m);
+  const z = new Float64Array(C);
   const evaluate = (t: Float64Array, grad: Float64Array): number => {
     grad.fill(0);
     let f = 0;
     for (let i = 0; i < n; i++) {
-      let max = -Infinity;
-      for (let c = 0; c < classes; c++) {
-        let z = offsets[i * classes + c]! + t[classes * r + c]!;
-        for (let k = 0; k < r; k++) z += t[c * r + k]! * l[i * n + k]!;
-        logits[c] = z;
-        max = Math.max(max, z);
+      const row = i * m;
+      for (let c = 0; c < C; c++) z[c] = offsets[i * C + c]!;
+      for (let k = 0; k < m; k++) {
+        const b = basis[row + k]!;
+        if (b === 0) continue;
+        const o = k * C;
+        for (let c = 0; c < C; c++) z[c]! += b * t[o + c]!;
       }
+      let max = -Infinity;
+      for (let c = 0; c < C; c++) if (z[c]! > max) max = z[c]!;
       let total = 0;
-      for (let c = 0; c < classes; c++) total += Math.exp(logits[c]! - max);
-      f += max + Math.log(total) - logits[labels[i]!]!;
-      for (let c = 0; c < classes; c++) {
-        const d = Math.exp(logits[c]! - max) / total - (labels[i] === c ? 1 : 0);
-        for (let k = 0; k < r; k++) grad[c * r + k]! += d * l[i * n + k]!;
-        grad[classes * r + c]! += d;
+      for (let c = 0; c < C; c++) {
+        const e = Math.exp(z[c]! - max);
+        z[c] = e;
+        total += e;
+      }
+      const label = labels[i]!;
+      f += -Math.log(z[label]! / total);
+      const inverse = 1 / total;
+      for (let c = 0; c < C; c++) z[c]! *= inverse;
+      z[label]! -= 1;
+      for (let k = 0; k < m; k++) {
+        const b = basis[row + k]!;
+        if (b === 0) continue;
+        const o = k * C;
+        for (let c = 0; c < C; c++) grad[o + c]! += b * z[c]!;
       }
     }
-    for (let c = 0; c < classes; c++) {
-      for (let k = 0; k < r; k++) {
-        const v = t[c * r + k]!;
-        f += 0.5 * lambda * v * v;
-        grad[c * r + k]! += lambda * v;
-      }
-      const db = t[classes * r + c]! - head.bias[c]!;
-      f += 0.5 * lambda * db * db;
-      grad[classes * r + c]! += lambda * db;
+    for (let k = 0; k < size; k++) {
+      const v = t[k]! - prior[k]!;
+      f += 0.5 * lambda * v * v;
+      grad[k]! += lambda * v;
     }
     return f;
   };
-  const { value, gradient, iterations } = lbfgs(theta, evaluate, maxIterations, tolerance);
+  const { value, gradient, iterations } = lbfgs(theta, evaluate, maxIterations, tolerance, (v) =>
+    choleskySolve(preconditioner, m, v, C),
+  );
   // W = W_g + c Q with Q = L_P⁻¹ X_P: solve A L_P = c (A: C × r), then W = W_g + A X_P.
-  const weight = Float32Array.from(head.weight);
+  const weight = Float64Array.from(head.weight);
+  const a = new Float64Array(r);
   for (let c = 0; c < classes; c++) {
-    const a = new Float64Array(r);
     for (let k = r - 1; k >= 0; k--) {
-      let s = theta[c * r + k]!;
+      let s = theta[k * C + c]!;
       for (let j = k + 1; j < r; j++) s -= a[j]! * l[pivots[j]! * n + k]!;
       a[k] = s / l[pivots[k]! * n + k]!;
     }
+    const o = c * dim;
     for (let k = 0; k < r; k++) {
-      const row = pivots[k]!;
-      for (let j = 0; j < dim; j++) weight[c * dim + j]! += a[k]! * features[row * dim + j]!;
+      const row = pivots[k]! * dim;
+      const ak = a[k]!;
+      for (let j = 0; j < dim; j++) weight[o + j]! += ak * rows[row + j]!;
     }
   }
-  const bias = Float32Array.from({ length: classes }, (_, c) => theta[classes * r + c]!);
-  return { head: { classes, dim, weight, bias }, iterations, objective: value, gradient };
+  const bias = Float32Array.from({ length: classes }, (_, c) => theta[r * C + c]!);
+  return {
+    result: {
+      head: { classes, dim, weight: Float32Array.from(weight), bias },
+      iterations,
+      objective: value,
+      gradient,
+    },
+    theta,
+  };
 }
 
-/** Limited-memory BFGS (Nocedal & Wright, Alg. 7.4) with a backtracking Armijo line search. */
+/**
+ * Limited-memory BFGS (Nocedal & Wright, Alg. 7.4) with a backtracking Armijo
+ * line search; `precondition` applies the initial inverse Hessian H₀ in place.
+ */
 function lbfgs(
   x: Float64Array,
   evaluate: (x: Float64Array, grad: Float64Array) => number,
   maxIterations: number,
   tolerance: number,
+  precondition: (v: Float64Array) => void,
   memory = 10,
 ): { value: number; gradient: number; iterations: number } {
   const size = x.length;
@@ -170,15 +318,14 @@ function lbfgs(
   const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   let iteration = 0;
   for (; iteration < maxIterations && maxAbs(grad) > tolerance; iteration++) {
-    // Two-loop recursion: direction = −H ∇f.
+    // Two-loop recursion: direction = −H ∇f, H₀ the preconditioner.
     direction.set(grad);
     const alpha: number[] = [];
     for (let k = s.length - 1; k >= 0; k--) {
       alpha[k] = rho[k]! * dot(s[k]!, direction);
       for (let i = 0; i < size; i++) direction[i]! -= alpha[k]! * y[k]![i]!;
     }
-    const gamma = s.length > 0 ? dot(s.at(-1)!, y.at(-1)!) / dot(y.at(-1)!, y.at(-1)!) : 1;
-    for (let i = 0; i < size; i++) direction[i]! *= gamma;
+    precondition(direction);
     for (let k = 0; k < s.length; k++) {
       const beta = rho[k]! * dot(y[k]!, direction);
       for (let i = 0; i < size; i++) direction[i]! += s[k]![i]! * (alpha[k]! - beta);
@@ -186,12 +333,14 @@ function lbfgs(
     for (let i = 0; i < size; i++) direction[i] = -direction[i]!;
     let slope = dot(grad, direction);
     if (slope >= 0) {
-      // Not a descent direction (curvature lost): restart from steepest descent.
+      // Not a descent direction (curvature lost): restart from the preconditioned gradient.
       s.length = y.length = rho.length = 0;
-      for (let i = 0; i < size; i++) direction[i] = -grad[i]!;
+      direction.set(grad);
+      precondition(direction);
+      for (let i = 0; i < size; i++) direction[i] = -direction[i]!;
       slope = dot(grad, direction);
     }
-    let step = iteration === 0 ? Math.min(1, 1 / Math.max(maxAbs(grad), 1e-12)) : 1;
+    let step = 1;
     let fTrial = Infinity;
     for (let tries = 0; tries < 60; tries++) {
       for (let i = 0; i < size; i++) trial[i] = x[i]! + step * direction[i]!;
@@ -226,24 +375,117 @@ function lbfgs(
   return { value: f, gradient: maxAbs(grad), iterations: iteration };
 }
 
+/** The mean of heads of one shape: the prior cross-validation refits (one head, not one per sample). */
+export function meanHead(heads: readonly Head[]): Head {
+  const [first] = heads;
+  if (first === undefined) throw new Error('no heads to average');
+  const weight = new Float32Array(first.weight.length);
+  const bias = new Float32Array(first.bias.length);
+  for (const h of heads) {
+    h.weight.forEach((v, k) => (weight[k]! += v / heads.length));
+    h.bias.forEach((v, k) => (bias[k]! += v / heads.length));
+  }
+  return { classes: first.classes, dim: first.dim, weight, bias };
+}
+
 /**
- * λ by cross-validation on the support (folds dealt per class, as the baselines'
- * C), scored by mean accuracy of the refined head over the generated samples;
- * ties to the stronger prior. DEFAULT_LAMBDA when a class has fewer than 3 images.
+ * λ for refining `heads` on `support` (models/d2nwg/refine.py, choose_lambda):
+ * by cross-validation with the samples' mean head as prior when every class has
+ * at least `cv_min_images` images (folds dealt per class in image order; mean
+ * validation accuracy; ties to the stronger prior), else the calibrated λ.
  */
 export function chooseLambda(
   heads: readonly Head[],
   support: LabelledFeatures,
   classes: number,
-): number {
-  const folds = stratifiedFolds(support, classes, 3, 3);
-  if (folds.length === 0) return DEFAULT_LAMBDA;
-  const grid = [...LAMBDA_GRID].sort((a, b) => b - a); // strongest prior first
+  spec: RefineSpec = DEFAULT_SPEC,
+): LambdaChoice {
+  const counts = new Array<number>(classes).fill(0);
+  support.labels.forEach((c) => counts[c]!++);
+  const minImages = Math.min(...counts);
+  const folds =
+    minImages >= spec.cv_min_images
+      ? stratifiedFolds(support, classes, spec.cv_folds, spec.cv_folds)
+      : [];
+  if (folds.length === 0)
+    return { lambda: calibratedLambda(spec, minImages), rule: 'calibrated', minImages };
+  const prior = meanHead(heads);
+  const grid = [...spec.lambda_grid].sort((a, b) => b - a); // strongest prior first
   const scores = grid.map(() => 0);
-  for (const { train, validation } of folds)
+  for (const { train, validation } of folds) {
+    const prepared = prepareSupport(train);
+    // Down the grid, each solve starts from the previous λ's optimum.
+    let theta: Float64Array | undefined;
     grid.forEach((lambda, g) => {
-      for (const head of heads)
-        scores[g]! += accuracy(refineHead(head, train, { lambda }).head, validation);
+      const solved = refineOn(prior, prepared, { lambda }, theta);
+      theta = solved.theta;
+      scores[g]! += accuracy(solved.result.head, validation);
     });
-  return grid[scores.indexOf(Math.max(...scores))]!;
+  }
+  return {
+    lambda: grid[scores.indexOf(Math.max(...scores))]!,
+    rule: 'cross-validation',
+    minImages,
+  };
+}
+
+/** The calibrated λ of the largest shot count not above `images` (the smallest listed below it). */
+export function calibratedLambda(spec: RefineSpec, images: number): number {
+  const shots = Object.keys(spec.lambda_by_shots)
+    .map(Number)
+    .sort((a, b) => a - b);
+  if (shots.length === 0) throw new Error('the manifest calibrates λ for no shot count');
+  const at = shots.filter((s) => s <= images).at(-1) ?? shots[0]!;
+  return spec.lambda_by_shots[String(at)]!;
+}
+
+/** Every head refined on one support with one λ (chosen by the rule above). */
+export function refineHeads(
+  heads: readonly Head[],
+  support: LabelledFeatures,
+  classes: number,
+  spec: RefineSpec = DEFAULT_SPEC,
+): { heads: Head[]; choice: LambdaChoice } {
+  const choice = chooseLambda(heads, support, classes, spec);
+  const prepared = prepareSupport(support);
+  return {
+    heads: heads.map((h) => refineOn(h, prepared, { lambda: choice.lambda }).result.head),
+    choice,
+  };
+}
+
+/** "generated + refined (λ = 0.1, by cross-validation on the support)", for people. */
+export function describeRefinement({ lambda, rule, minImages }: LambdaChoice): string {
+  const why =
+    rule === 'cross-validation'
+      ? 'by cross-validation on the support'
+      : `calibrated on held-out zoo tasks for ${minImages} image${minImages === 1 ? '' : 's'} per class`;
+  return `generated + refined (λ = ${lambda}, ${why})`;
+}
+
+/**
+ * Heads refined toward the support images (refine.ts), with the λ the
+ * manifest's rule chooses; the evaluation calls the same function, so the page,
+ * the CLI and `evaluate` report the same refined heads.
+ */
+export function refineNetworks(
+  networks: readonly NetworkWeights[],
+  perClass: readonly Float32Array[],
+  featureDim: number,
+  spec: RefineSpec,
+): { networks: NetworkWeights[]; choice: LambdaChoice } {
+  const support = labelled(perClass, featureDim);
+  const heads = networks.map((n) => {
+    const { weight, bias } = n;
+    if (weight === undefined || bias === undefined) throw new Error('a head has weight and bias');
+    return { classes: perClass.length, dim: featureDim, weight: weight.data, bias: bias.data };
+  });
+  const { heads: refined, choice } = refineHeads(heads, support, perClass.length, spec);
+  return {
+    networks: refined.map((h) => ({
+      weight: { shape: [h.classes, h.dim], data: h.weight },
+      bias: { shape: [h.classes], data: h.bias },
+    })),
+    choice,
+  };
 }
