@@ -24,7 +24,11 @@ function rows(e: Evaluation): Row[] {
       label: 'generated + refined on your images',
       accuracy: e.generatedRefined.mean,
       spread: e.generatedRefined,
-      note: `λ = ${e.generatedRefined.lambda}`,
+      note:
+        `λ = ${e.generatedRefined.lambda}, ` +
+        (e.generatedRefined.rule === 'cross-validation'
+          ? 'by cross-validation'
+          : `calibrated for ${e.generatedRefined.minImages} image${e.generatedRefined.minImages === 1 ? '' : 's'} a class`),
     });
   out.push(
     {

@@ -2,6 +2,7 @@ import { useState, type DragEvent } from 'react';
 import type { Family } from '../engine/generators';
 import { describeProgress, describeWork } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
+import { describeRefinement } from '../engine/refine';
 import { describeBackend } from '../engine/runtime';
 import { encodeSafetensors } from '../engine/safetensors';
 import type { GenerateResult } from '../worker/protocol';
@@ -85,7 +86,14 @@ const PRECISION_LABELS: Record<Precision, string> = {
   fp32: 'fp32',
 };
 
-function metadata(result: GenerateResult, sample: number): Record<string, string> {
+/** Which weights the download buttons hand out: refined (the default) or plain generated. */
+type Delivered = 'refined' | 'plain';
+
+function metadata(
+  result: GenerateResult,
+  sample: number,
+  delivered: Delivered,
+): Record<string, string> {
   return {
     classes: JSON.stringify(result.classes),
     family: result.family,
@@ -93,11 +101,24 @@ function metadata(result: GenerateResult, sample: number): Record<string, string
     seed: String(result.options.seed),
     sample: String(sample),
     generator_release: result.releaseVersion,
+    ...(result.refinement !== null
+      ? { refined: delivered === 'refined' ? `yes, λ = ${result.refinement.lambda}` : 'no' }
+      : {}),
   };
 }
 
-function modelCard(result: GenerateResult): string {
+function modelCard(result: GenerateResult, delivered: Delivered): string {
   const what = result.family === 'head' ? 'classifier head' : `CNN ${result.arch}`;
+  const which =
+    result.refinement === null
+      ? []
+      : delivered === 'refined'
+        ? [
+            `These weights are **${describeRefinement(result.refinement)}**: each generated head was pulled ` +
+              'toward the dropped images by a MAP refine (logistic regression whose prior mean is the generated head).',
+            '',
+          ]
+        : ['These are the **plain generated** weights, not refined toward the images.', ''];
   return [
     `# Generated ${what}`,
     '',
@@ -106,6 +127,7 @@ function modelCard(result: GenerateResult): string {
       `${result.options.steps} DDIM steps, η ${result.options.eta}, guidance ${result.options.guidance}, ` +
       `temperature ${result.options.temperature}, on ${result.backend}.`,
     '',
+    ...which,
     result.family === 'head'
       ? 'sample-<k>.onnx takes raw backbone features [N, F] (it L2-normalises them) and returns logits.'
       : 'sample-<k>.onnx takes images [N, 1, 28, 28]: grayscale in [0, 1], ink high, background 0.',
@@ -422,6 +444,10 @@ export function GeneratorChecksCard() {
 
 function Result({ result }: { result: GenerateResult }) {
   const heldOutFiles = useAppStore((s) => s.heldOutFiles);
+  const [delivered, setDelivered] = useState<Delivered>('refined');
+  const plain = result.refinement === null || delivered === 'plain';
+  const networks = plain ? result.generated : result.networks;
+  const onnx = plain ? result.generatedOnnx : result.onnx;
   const t = result.timingsMs;
   const what = result.family === 'head' ? 'heads' : `${result.arch} CNNs`;
   return (
@@ -434,7 +460,8 @@ function Result({ result }: { result: GenerateResult }) {
         </span>{' '}
         (features on {result.featureBackend ?? 'given'}): features {t.features.toFixed(0)} ms,
         encoder {t.encode.toFixed(0)} ms, {result.options.steps} DDIM steps {t.denoise.toFixed(0)}{' '}
-        ms, decoder {t.decode.toFixed(0)} ms.
+        ms, decoder {t.decode.toFixed(0)} ms
+        {result.refinement !== null && <>, refine {t.refine.toFixed(0)} ms</>}.
       </p>
       {result.evaluation !== undefined && (
         <>
@@ -452,6 +479,29 @@ function Result({ result }: { result: GenerateResult }) {
           </ul>
         </details>
       )}
+      {result.refinement !== null && (
+        <fieldset className="delivered" data-testid="delivered">
+          <legend>Download</legend>
+          <label>
+            <input
+              type="radio"
+              name="delivered"
+              checked={delivered === 'refined'}
+              onChange={() => setDelivered('refined')}
+            />{' '}
+            {describeRefinement(result.refinement)} (recommended)
+          </label>
+          <label>
+            <input
+              type="radio"
+              name="delivered"
+              checked={delivered === 'plain'}
+              onChange={() => setDelivered('plain')}
+            />{' '}
+            plain generated (as the diffusion made them)
+          </label>
+        </fieldset>
+      )}
       <table data-testid="generated-table">
         <thead>
           <tr>
@@ -461,7 +511,7 @@ function Result({ result }: { result: GenerateResult }) {
           </tr>
         </thead>
         <tbody>
-          {result.networks.map((net, s) => (
+          {networks.map((net, s) => (
             <tr key={s}>
               <td>{s}</td>
               <td>
@@ -472,12 +522,15 @@ function Result({ result }: { result: GenerateResult }) {
               <td>
                 <button
                   onClick={() =>
-                    save(encodeSafetensors(net, metadata(result, s)), `sample-${s}.safetensors`)
+                    save(
+                      encodeSafetensors(net, metadata(result, s, delivered)),
+                      `sample-${s}.safetensors`,
+                    )
                   }
                 >
                   safetensors
                 </button>{' '}
-                <button onClick={() => save(result.onnx[s]!, `sample-${s}.onnx`)}>ONNX</button>{' '}
+                <button onClick={() => save(onnx[s]!, `sample-${s}.onnx`)}>ONNX</button>{' '}
                 <button
                   onClick={() =>
                     save(
@@ -502,7 +555,11 @@ function Result({ result }: { result: GenerateResult }) {
           ))}
         </tbody>
       </table>
-      <button onClick={() => save(modelCard(result), 'MODEL_CARD.md', 'text/markdown')}>
+      <button
+        onClick={() =>
+          save(modelCard(result, plain ? 'plain' : 'refined'), 'MODEL_CARD.md', 'text/markdown')
+        }
+      >
         Model card
       </button>
     </>

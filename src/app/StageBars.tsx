@@ -8,6 +8,7 @@ const GENERATION: readonly ProgressStage[] = [
   'encode',
   'denoise',
   'decode',
+  'refine',
   'export',
   'evaluate',
 ];

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { chooseC, featureBaselines, labelled, LOGISTIC, spread } from './evaluation';
+import { chooseC, featureBaselines, LOGISTIC, spread } from './evaluation';
+import { labelled } from './heads';
 import { Mulberry32 } from './rng';
 
 /** Two well-separated classes of `perClass` noisy points around ±e₀ in 8 dimensions. */

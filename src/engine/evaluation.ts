@@ -15,11 +15,12 @@ import {
   predict,
   randomHead,
   stratifiedFolds,
+  labelled,
   unitNormalise,
   type LabelledFeatures,
 } from './heads';
 import { cnnToOnnx } from './onnx-writer';
-import { chooseLambda, refineHead } from './refine';
+import { refineNetworks, type LambdaChoice, type RefineSpec } from './refine';
 import { trainHead } from './train-head';
 import type { DatasetFeatures } from './pipeline';
 import type { RgbaImage } from './preprocess';
@@ -35,20 +36,6 @@ import type { Family, NetworkWeights } from './sampling';
  * class, where no fold can be held out, the C the factory chose on seen datasets.
  */
 export const LOGISTIC = { cGrid: [1, 10, 100, 1000], cvFolds: 3, oneShotC: 1000 } as const;
-
-/** Per-class feature matrices as one labelled, L2-normalised set. */
-export function labelled(perClass: readonly Float32Array[], dim: number): LabelledFeatures {
-  const rows = perClass.reduce((a, m) => a + m.length / dim, 0);
-  const all = new Float32Array(rows * dim);
-  const labels = new Int32Array(rows);
-  let at = 0;
-  perClass.forEach((m, c) => {
-    all.set(m, at * dim);
-    labels.fill(c, at, at + m.length / dim);
-    at += m.length / dim;
-  });
-  return { dim, features: unitNormalise(all, dim), labels };
-}
 
 /**
  * C for logistic regression by stratified cross-validation on the support (each
@@ -194,7 +181,7 @@ export interface Evaluation {
   queryImages: number[];
   generated: Spread;
   /** head: each generated head refined toward the support (refine.ts), with the λ chosen. */
-  generatedRefined?: Spread & { lambda: number };
+  generatedRefined?: Spread & LambdaChoice;
   nearestClassMean: number;
   logisticRegression: { accuracy: number; c: number };
   /** A softmax head trained here with tfjs (train-head.ts), when tfjs was given. */
@@ -229,7 +216,17 @@ export async function evaluateWeights(
   support: DatasetFeatures,
   query: DatasetFeatures,
   cnn?: CnnEvaluationInputs,
-  { tf }: { tf?: typeof tfTypes } = {},
+  {
+    tf,
+    refine,
+    refined: given,
+  }: {
+    tf?: typeof tfTypes;
+    /** head: the manifest's rule for "generated + refined". */
+    refine?: RefineSpec;
+    /** head: the refined heads generation already made from these networks on this support. */
+    refined?: { networks: readonly NetworkWeights[]; choice: LambdaChoice };
+  } = {},
 ): Promise<Evaluation> {
   if (JSON.stringify(support.classes) !== JSON.stringify(query.classes))
     throw new Error(
@@ -271,14 +268,17 @@ export async function evaluateWeights(
     );
     const heads = networks.map(headOf);
     const predictions = heads.map((h) => predict(h, q.features));
-    // λ by cross-validation on the first two samples (each fold refits every λ of the grid).
-    const lambda = chooseLambda(heads.slice(0, 2), s, classes);
-    const refined = heads.map((h) => accuracy(refineHead(h, s, { lambda }).head, q));
+    // The same refine as generation's (pipeline.ts), from the plain generated heads.
+    if (given === undefined && refine === undefined)
+      throw new Error('evaluating heads needs the manifest’s refine rule');
+    const { networks: refinedNetworks, choice } =
+      given ?? refineNetworks(networks, support.perClass, support.featureDim, refine!);
+    const refined = refinedNetworks.map((n) => accuracy(headOf(n), q));
     return {
       ...base,
       arch: 'linear',
       generated: spread(predictions.map((p) => hitRate(p, q.labels))),
-      generatedRefined: { ...spread(refined), lambda },
+      generatedRefined: { ...spread(refined), ...choice },
       randomInit: spread(random),
       best: bestSample(predictions, q.labels, query),
     };

@@ -9,6 +9,7 @@ import { array, integer, literal, number, object, string } from './schema';
 import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
 import { headToOnnx } from './onnx-writer';
+import { refineSpecSchema } from './refine';
 import { timedStage, type Control } from './progress';
 import {
   checkSupport,
@@ -38,6 +39,7 @@ export const headManifestSchema = object({
     tasks: integer,
     rows: integer,
   }),
+  refine: refineSpecSchema,
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
 

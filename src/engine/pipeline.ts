@@ -7,6 +7,7 @@
 import { extractFeatures, type Backbone } from './backbone';
 import { describeGenerator, type GeneratorRegistry, type WeightGenerator } from './generators';
 import { sha256Hex } from './files';
+import { describeRefinement, refineNetworks, type LambdaChoice } from './refine';
 import type { RgbaImage } from './preprocess';
 import { onBackend, throwIfCancelled, timedStage, type Control } from './progress';
 import {
@@ -189,6 +190,11 @@ export interface GenerateRequest {
   data: { images: readonly ClassImages[] } | { features: readonly ClassFeatures[] };
   /** Write each network as ONNX too (default true). */
   onnx?: boolean;
+  /**
+   * head: refine each generated head toward the support images (refine.ts) and
+   * deliver the refined heads (default true); the plain ones stay in `generated`.
+   */
+  refine?: boolean;
 }
 
 export interface PipelineContext {
@@ -213,16 +219,23 @@ export interface GenerationResult {
   /** The precision of the graphs that ran. */
   precision: Precision;
   options: SamplingOptions;
-  /** Per sample: its tensors by PyTorch name, in layout order. */
+  /** Per sample: its tensors by PyTorch name, in layout order; refined when `refinement` says so. */
   networks: NetworkWeights[];
+  /** Per sample, as the generator made it (the same arrays as `networks` when not refined). */
+  generated: NetworkWeights[];
+  /** How the delivered heads were refined; null when they are the plain generated ones. */
+  refinement: LambdaChoice | null;
   /** Per sample: the whole network as ONNX (empty when not asked for). */
   onnx: Uint8Array[];
+  /** Per sample: the plain generated network as ONNX (the same as `onnx` when not refined). */
+  generatedOnnx: Uint8Array[];
   timingsMs: {
     loadGenerator: number;
     features: number;
     encode: number;
     denoise: number;
     decode: number;
+    refine: number;
     export: number;
   };
 }
@@ -233,10 +246,12 @@ export function docString(
   arch: string,
   seed: number,
   classes: string[],
+  refinement: LambdaChoice | null = null,
 ): string {
   const { family } = generator;
   const what = family === 'cnn' ? `${family} family (${arch})` : `${family} family`;
-  return `D2NWG Web ${generator.manifest.release_version}, ${what}, seed ${seed}; classes ${JSON.stringify(classes)}`;
+  const how = refinement === null ? '' : `, ${describeRefinement(refinement)}`;
+  return `D2NWG Web ${generator.manifest.release_version}, ${what}, seed ${seed}${how}; classes ${JSON.stringify(classes)}`;
 }
 
 /**
@@ -287,18 +302,38 @@ export async function generateWeights(
     { ...request.options, arch },
     generatorControl,
   );
+  let networks = generated.networks;
+  let refinement: LambdaChoice | null = null;
+  const refineStarted = performance.now();
+  if (generator.manifest.family === 'head' && (request.refine ?? true)) {
+    generatorControl.onProgress?.({ stage: 'refine', done: 0, total: 1 });
+    const refined = refineNetworks(
+      generated.networks,
+      dataset.perClass,
+      dataset.featureDim,
+      generator.manifest.refine,
+    );
+    networks = refined.networks;
+    refinement = refined.choice;
+    generatorControl.onProgress?.({ stage: 'refine', done: 1, total: 1 });
+  }
+  const refineMs = performance.now() - refineStarted;
+  throwIfCancelled(control.signal);
   const exportStarted = performance.now();
   const onnx: Uint8Array[] = [];
+  let generatedOnnx = onnx;
   if (request.onnx ?? true) {
-    const doc = docString(generator, arch, generated.options.seed, dataset.classes);
-    for (const [s, network] of generated.networks.entries()) {
+    const seed = generated.options.seed;
+    const doc = docString(generator, arch, seed, dataset.classes, refinement);
+    const plainDoc = docString(generator, arch, seed, dataset.classes);
+    if (refinement !== null) generatedOnnx = [];
+    const total = networks.length;
+    for (const [s, network] of networks.entries()) {
       throwIfCancelled(control.signal);
       onnx.push(generator.toOnnx(network, arch, doc));
-      generatorControl.onProgress?.({
-        stage: 'export',
-        done: s + 1,
-        total: generated.networks.length,
-      });
+      if (refinement !== null)
+        generatedOnnx.push(generator.toOnnx(generated.networks[s]!, arch, plainDoc));
+      generatorControl.onProgress?.({ stage: 'export', done: s + 1, total });
     }
   }
   return {
@@ -313,12 +348,16 @@ export async function generateWeights(
     releaseVersion: generator.manifest.release_version,
     precision: generator.precision,
     options: generated.options,
-    networks: generated.networks,
+    networks,
+    generated: generated.networks,
+    refinement,
     onnx,
+    generatedOnnx,
     timingsMs: {
       loadGenerator: opened.ms,
       features: dataset.featuresMs,
       ...generated.timingsMs,
+      refine: refineMs,
       export: performance.now() - exportStarted,
     },
   };

@@ -14,6 +14,7 @@ export const STAGES = [
   'encode',
   'denoise',
   'decode',
+  'refine',
   'export',
   'evaluate',
 ] as const;
@@ -57,6 +58,7 @@ export const STAGE_LABELS = {
   encode: 'encoding the dataset',
   denoise: 'denoising (DDIM steps)',
   decode: 'decoding the weights',
+  refine: 'refining toward the images',
   export: 'writing ONNX',
   evaluate: 'measuring on the held-out images',
 } as const satisfies Record<ProgressStage, string>;

@@ -90,13 +90,26 @@ describe('d2nwg command-line tool', () => {
     expect(report.skipped_files).toEqual(['shapes/notes.txt']);
     expect(report.backend).toBe('cpu');
     expect(report.samples).toEqual(['sample-0', 'sample-1']);
-    const { tensors, metadata } = decodeSafetensors(
-      new Uint8Array(readFileSync(join(out, 'sample-1.safetensors'))),
-    );
+    // Refined by default, with the λ the manifest calibrated for 2 images a class (the
+    // smallest class); the plain generated heads are kept beside them.
+    const manifest = JSON.parse(
+      readFileSync(new URL('../../models/release/head/manifest.json', import.meta.url), 'utf8'),
+    ) as { refine: { lambda_by_shots: Record<string, number> } };
+    const calibrated = manifest.refine.lambda_by_shots['2'];
+    expect(report.refinement).toEqual({ lambda: calibrated, rule: 'calibrated', min_images: 2 });
+    expect(report.generated_samples).toEqual(['generated-0', 'generated-1']);
+    const read = (file: string) => decodeSafetensors(new Uint8Array(readFileSync(join(out, file))));
+    const { tensors, metadata } = read('sample-1.safetensors');
     expect(tensors.weight!.shape).toEqual([2, 1792]);
     expect(tensors.bias!.shape).toEqual([2]);
     expect(JSON.parse(metadata.classes!)).toEqual(['shapes', 'squares']);
-    expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('| 1 | squares |');
+    const plain = read('generated-1.safetensors').tensors;
+    expect(plain.weight!.shape).toEqual([2, 1792]);
+    expect(Array.from(plain.weight!.data)).not.toEqual(Array.from(tensors.weight!.data));
+    const card = readFileSync(join(out, 'MODEL_CARD.md'), 'utf8');
+    expect(card).toContain('| 1 | squares |');
+    expect(card).toContain(`**generated + refined**`);
+    expect(card).toContain(`λ = ${calibrated}`);
     expect(readFileSync(join(out, 'sample-1.onnx')).length).toBeGreaterThan(2 * 1792 * 4);
 
     const result = await evaluateOnItself<{
@@ -104,7 +117,12 @@ describe('d2nwg command-line tool', () => {
       nearest_class_mean: number;
       logistic_regression: { accuracy: number; c: number };
       random_init: { networks: number };
-      generated_refined: { accuracies: number[]; mean: number; lambda: number };
+      generated_refined: {
+        accuracies: number[];
+        mean: number;
+        lambda: number;
+        lambda_rule: string;
+      };
       trained_head: { accuracy: number; train_ms: number };
     }>(data, out, io);
     expect(result.generated.samples).toBe(2);
@@ -120,7 +138,11 @@ describe('d2nwg command-line tool', () => {
     // Refined toward the support, the heads fit the support images they are scored on here.
     expect(result.generated_refined.accuracies).toHaveLength(2);
     expect(result.generated_refined.mean).toBe(1);
-    expect(result.generated_refined.lambda).toBe(1); // 2–3 images a class: the default λ
+    // 2–3 images a class: the λ calibrated for 2 shots, as generation chose.
+    expect(result.generated_refined).toMatchObject({
+      lambda: calibrated,
+      lambda_rule: 'calibrated',
+    });
     // A head trained here with tfjs fits the images it was trained on.
     expect(result.trained_head.accuracy).toBe(1);
     expect(result.trained_head.train_ms).toBeGreaterThan(0);
@@ -265,11 +287,23 @@ describe('d2nwg command-line tool', () => {
     const data = classFolder();
     const out = join(mkdtempSync(join(tmpdir(), 'd2nwg-rerun-')), 'heads');
     const io = captured();
-    const run = (samples: string) =>
-      main(['generate', '--data', data, '--out', out, '--samples', samples, '--steps', '2']);
+    const run = (samples: string, ...more: string[]) =>
+      main([
+        'generate',
+        '--data',
+        data,
+        '--out',
+        out,
+        '--samples',
+        samples,
+        '--steps',
+        '2',
+        ...more,
+      ]);
     expect(await run('3'), io.err.join('')).toBe(0);
     writeFileSync(join(out, 'my-notes.txt'), 'kept');
-    expect(await run('1'), io.err.join('')).toBe(0);
+    // The second run delivers the plain generated heads: no refined files, no generated-<k> copies.
+    expect(await run('1', '--plain'), io.err.join('')).toBe(0);
     expect(readdirSync(out).sort()).toEqual([
       'MODEL_CARD.md',
       'my-notes.txt',
@@ -278,7 +312,15 @@ describe('d2nwg command-line tool', () => {
       'sample-0.onnx',
       'sample-0.safetensors',
     ]);
-    expect(io.err.join('')).toContain(`removed 11 files of an earlier run from ${out}`);
+    // 3 samples × (safetensors, onnx, json, generated-<k>) + report + model card
+    expect(io.err.join('')).toContain(`removed 14 files of an earlier run from ${out}`);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(report.refinement).toBeNull();
+    expect(report.generated_samples).toEqual(['sample-0']);
+    expect(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8')).toContain('plain generated weights');
     const result = await evaluateOnItself<{ generated: { samples: number } }>(data, out, io);
     expect(result.generated.samples).toBe(1);
   }, 120_000);

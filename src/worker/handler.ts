@@ -160,7 +160,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
     const manifest = generator.manifest;
     const evaluation = await evaluateWeights(
       request.family,
-      result.networks,
+      result.generated,
       support,
       query,
       manifest.family === 'cnn'
@@ -171,7 +171,14 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
             arch: result.arch,
           }
         : undefined,
-      { tf: (await context.features.tf(request.featureBackend)).tf },
+      {
+        tf: (await context.features.tf(request.featureBackend)).tf,
+        ...(result.refinement === null
+          ? manifest.family === 'head'
+            ? { refine: manifest.refine }
+            : {}
+          : { refined: { networks: result.networks, choice: result.refinement } }),
+      },
     );
     post({ type: 'generate-result', requestId, result: { ...result, evaluation } });
   }
