@@ -1,6 +1,6 @@
 import type { Evaluation, Spread } from '../engine/evaluation';
 
-interface Row {
+export interface Row {
   id: string;
   label: string;
   accuracy: number;
@@ -8,7 +8,7 @@ interface Row {
   note?: string;
 }
 
-function rows(e: Evaluation): Row[] {
+export function rows(e: Evaluation): Row[] {
   const what = e.family === 'head' ? 'heads' : `${e.arch} CNNs`;
   const out: Row[] = [
     {
@@ -78,9 +78,9 @@ function rows(e: Evaluation): Row[] {
   return out;
 }
 
-const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
+export const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
 
-/** Held-out accuracy of every method, as a table whose bars show the numbers it states. */
+/** Held-out accuracy of every method as text (the chart above draws the same rows). */
 export function EvaluationTable({ evaluation }: { evaluation: Evaluation }) {
   const queries = evaluation.queryImages.reduce((a, b) => a + b, 0);
   return (
@@ -93,7 +93,6 @@ export function EvaluationTable({ evaluation }: { evaluation: Evaluation }) {
         <tr>
           <th scope="col">weights</th>
           <th scope="col">accuracy</th>
-          <th scope="col" aria-hidden="true"></th>
         </tr>
       </thead>
       <tbody>
@@ -111,9 +110,6 @@ export function EvaluationTable({ evaluation }: { evaluation: Evaluation }) {
                   ± {percent(row.spread.std)} (samples: {row.spread.values.map(percent).join(', ')})
                 </small>
               )}
-            </td>
-            <td aria-hidden="true" className="bar-cell">
-              <span className="bar" style={{ width: `${100 * row.accuracy}%` }} />
             </td>
           </tr>
         ))}

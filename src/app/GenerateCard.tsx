@@ -9,6 +9,7 @@ import type { GenerateResult } from '../worker/protocol';
 import { useAppStore } from './context';
 import { filesOfEntry, MIN_IMAGES_TO_HOLD_OUT, type PickedFile } from './dataset';
 import { BestSample } from './BestSample';
+import { ComparisonChart } from './ComparisonChart';
 import { EvaluationTable } from './EvaluationTable';
 import { StageBars } from './StageBars';
 
@@ -465,6 +466,7 @@ function Result({ result }: { result: GenerateResult }) {
       </p>
       {result.evaluation !== undefined && (
         <>
+          <ComparisonChart evaluation={result.evaluation} />
           <EvaluationTable evaluation={result.evaluation} />
           <BestSample evaluation={result.evaluation} files={heldOutFiles} />
         </>
