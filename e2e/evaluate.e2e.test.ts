@@ -108,6 +108,28 @@ describe('held-out accuracy in the page', () => {
     const cells = await page.getByTestId('confusion-matrix').locator('tbody td').allInnerTexts();
     expect(cells.map(Number).reduce((a, b) => a + b, 0)).toBe(4);
     expect(await page.getByTestId('predictions').locator('li img').count()).toBe(4);
+    // The chart draws one bar per row of the table, each titled with its number.
+    const rows = await page.getByTestId('evaluation-table').locator('tbody tr').count();
+    const bars = page.getByTestId('comparison-chart').locator('svg rect title');
+    await expect.poll(() => bars.count()).toBe(rows);
+    expect(await bars.first().textContent()).toMatch(/^generated \(2 heads, mean\): \d+\.\d%$/);
+    // Fine-tuning in the page: every start's held-out accuracy after each of 10 epochs.
+    await page.getByRole('button', { name: 'Fine-tune each start' }).click();
+    const finals = page.getByTestId('fine-tune-table').locator('tbody tr');
+    await expect
+      .poll(
+        async () => (await finals.allInnerTexts()).filter((t) => t.includes('(epoch 10)')).length,
+        {
+          timeout: 60_000,
+        },
+      )
+      .toBe(3);
+    expect(await finals.locator('th').allInnerTexts()).toEqual([
+      'generated',
+      'generated + refined',
+      'random init',
+    ]);
+    expect(await page.getByTestId('fine-tune-chart').locator('svg circle').count()).toBe(3 * 11);
     // README's picture of this flow: `UPDATE_SCREENSHOTS=1 npm run test:e2e` rewrites it.
     if (process.env.UPDATE_SCREENSHOTS === '1')
       await page

@@ -11,6 +11,7 @@ import { filesOfEntry, MIN_IMAGES_TO_HOLD_OUT, type PickedFile } from './dataset
 import { BestSample } from './BestSample';
 import { ComparisonChart } from './ComparisonChart';
 import { EvaluationTable } from './EvaluationTable';
+import { FineTuneCard } from './FineTuneCard';
 import { StageBars } from './StageBars';
 
 /**
@@ -469,6 +470,7 @@ function Result({ result }: { result: GenerateResult }) {
           <ComparisonChart evaluation={result.evaluation} />
           <EvaluationTable evaluation={result.evaluation} />
           <BestSample evaluation={result.evaluation} files={heldOutFiles} />
+          {result.family === 'head' && <FineTuneCard />}
         </>
       )}
       {result.unreadable.length > 0 && (

@@ -16,7 +16,7 @@ import {
 } from '../engine/generators';
 import type { Progress } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
-import type { FeaturesResult, GenerateResult } from '../worker/protocol';
+import type { FeaturesResult, FineTuneResult, GenerateResult } from '../worker/protocol';
 import {
   checkFiles,
   datasetProblem,
@@ -90,6 +90,11 @@ export interface GenerateSlice {
   setGenerateSettings(settings: Partial<GenerateSettings>): void;
   generate(): Promise<void>;
   cancelGenerate(): void;
+  /** Fine-tuning the last run's starts in the page (heads with held-out images). */
+  fineTuneRun: Run<FineTuneResult>;
+  /** Held-out accuracy per start, epoch by epoch, as the worker measures it. */
+  fineTuneCurves: Record<string, number[]>;
+  fineTune(): Promise<void>;
   checkGenerator(family: Family): Promise<void>;
 }
 
@@ -210,6 +215,8 @@ const createGenerateSlice =
       datasetProblem: null,
       generateSettings: null,
       generateRun: { status: 'idle' },
+      fineTuneRun: { status: 'idle' },
+      fineTuneCurves: {},
       checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
       readingDataset: false,
       queryDataset: null,
@@ -258,6 +265,7 @@ const createGenerateSlice =
           return;
         controller?.abort();
         controller = new AbortController();
+        set({ fineTuneRun: { status: 'idle' }, fineTuneCurves: {} });
         const running = (progress: Progress) =>
           set({ generateRun: { status: 'running', backend, progress } });
         running({ stage: 'read-images', done: 0, total: 1 });
@@ -305,6 +313,31 @@ const createGenerateSlice =
         }
       },
       cancelGenerate: () => controller?.abort(),
+      fineTune: async () => {
+        const backend = get().featureBackendRequest ?? get().backendRequest;
+        controller?.abort();
+        controller = new AbortController();
+        set({ fineTuneCurves: {} });
+        const running = (progress: Progress) => {
+          const point = progress.measured;
+          if (point !== undefined) {
+            const curves = get().fineTuneCurves;
+            const curve = [...(curves[point.series] ?? [])];
+            curve[point.epoch] = point.accuracy;
+            set({ fineTuneCurves: { ...curves, [point.series]: curve } });
+          }
+          set({ fineTuneRun: { status: 'running', backend, progress } });
+        };
+        running({ stage: 'fine-tune', done: 0, total: 1 });
+        try {
+          const result = await deps
+            .client()
+            .request({ type: 'fine-tune', backend }, running, [], controller.signal);
+          set({ fineTuneRun: { status: 'done', result } });
+        } catch (error) {
+          set({ fineTuneRun: { status: 'error', backend, message: (error as Error).message } });
+        }
+      },
       checkGenerator: async (family) => {
         const backend = get().backendRequest;
         const update = (run: Run<GeneratorCheckResult>) =>

@@ -17,6 +17,7 @@ export const STAGES = [
   'refine',
   'export',
   'evaluate',
+  'fine-tune',
 ] as const;
 export type ProgressStage = (typeof STAGES)[number];
 
@@ -27,6 +28,8 @@ export interface Progress {
   total: number;
   /** The backend doing this stage's work, once it is known ("webgpu", "wasm (webgpu skipped: …)"). */
   backend?: string;
+  /** fine-tune: a point of a curve measured at this step (held-out accuracy of one start). */
+  measured?: { series: string; epoch: number; accuracy: number };
 }
 
 export type OnProgress = (progress: Progress) => void;
@@ -61,6 +64,7 @@ export const STAGE_LABELS = {
   refine: 'refining toward the images',
   export: 'writing ONNX',
   evaluate: 'measuring on the held-out images',
+  'fine-tune': 'fine-tuning in the page',
 } as const satisfies Record<ProgressStage, string>;
 
 export function describeProgress({ stage, done, total }: Progress): string {

@@ -17,7 +17,9 @@ type ResultFor<R extends RequestBody> = R['type'] extends 'run-slice'
     ? Extract<ResultEvent, { type: 'features-result' }>['result']
     : R['type'] extends 'check-generator'
       ? Extract<ResultEvent, { type: 'generator-check-result' }>['result']
-      : Extract<ResultEvent, { type: 'generate-result' }>['result'];
+      : R['type'] extends 'fine-tune'
+        ? Extract<ResultEvent, { type: 'fine-tune-result' }>['result']
+        : Extract<ResultEvent, { type: 'generate-result' }>['result'];
 
 interface Pending {
   resolve: (event: ResultEvent) => void;
@@ -44,8 +46,14 @@ export function createWorkerClient(worker: Worker): WorkerClient {
     if (entry === undefined) return;
     switch (event.type) {
       case 'progress': {
-        const { stage, done, total, backend } = event;
-        entry.onProgress({ stage, done, total, ...(backend !== undefined ? { backend } : {}) });
+        const { stage, done, total, backend, measured } = event;
+        entry.onProgress({
+          stage,
+          done,
+          total,
+          ...(backend !== undefined ? { backend } : {}),
+          ...(measured !== undefined ? { measured } : {}),
+        });
         break;
       }
       case 'error':

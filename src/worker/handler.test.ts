@@ -226,4 +226,75 @@ describe('worker request handling', () => {
       [2, 2],
     ]);
   }, 60_000);
+
+  it('fine-tunes the starts of the last evaluated run, reporting each curve as it grows', async () => {
+    const { events, handle } = nodeHandler();
+    const images = fixtureImages();
+    await handle({
+      type: 'generate',
+      requestId: 1,
+      backend: 'cpu',
+      featureBackend: 'wasm',
+      family: 'head',
+      releaseUrl: '',
+      classes: [
+        { name: 'a', images: images.slice(0, 2) },
+        { name: 'b', images: images.slice(2, 4) },
+      ],
+      query: [
+        { name: 'a', images: images.slice(0, 2) },
+        { name: 'b', images: images.slice(2, 4) },
+      ],
+      options: { samples: 2, steps: 2 },
+      precision: 'int8',
+    });
+    expect(events.at(-1)?.type).toBe('generate-result');
+    events.length = 0;
+    await handle({ type: 'fine-tune', requestId: 2, backend: 'cpu', epochs: 3 });
+    const result = events.at(-1);
+    if (result?.type !== 'fine-tune-result') throw new Error(JSON.stringify(result));
+    const { curves } = result.result;
+    expect(curves.map((c) => [c.name, c.heads, c.accuracy.length])).toEqual([
+      ['generated', 2, 4],
+      ['generated + refined', 2, 4],
+      ['random init', 1, 4],
+    ]);
+    // The support is the query here: fine-tuned from any start, the heads fit it.
+    for (const c of curves) expect(c.accuracy.at(-1)).toBe(1);
+    const points = events.flatMap((e) =>
+      e.type === 'progress' && e.measured !== undefined
+        ? [`${e.measured.series}@${e.measured.epoch}`]
+        : [],
+    );
+    expect(points.slice(0, 4)).toEqual([
+      'generated@0',
+      'generated + refined@0',
+      'random init@0',
+      'generated@1',
+    ]);
+    expect(points).toHaveLength(3 * 4);
+
+    // After a run without held-out images there is nothing to fine-tune toward.
+    await handle({
+      type: 'generate',
+      requestId: 3,
+      backend: 'cpu',
+      featureBackend: 'wasm',
+      family: 'head',
+      releaseUrl: '',
+      classes: [
+        { name: 'a', images: images.slice(0, 2) },
+        { name: 'b', images: images.slice(2, 4) },
+      ],
+      options: { samples: 1, steps: 2 },
+      precision: 'int8',
+    });
+    await handle({ type: 'fine-tune', requestId: 4, backend: 'cpu' });
+    expect(events.at(-1)).toEqual({
+      type: 'error',
+      requestId: 4,
+      message:
+        'fine-tuning needs a generation of heads with held-out images just before it; generate again',
+    });
+  }, 60_000);
 });

@@ -6,7 +6,11 @@ import { loadBackbone, extractFeatures, type Backbone } from '../engine/backbone
 import { fetchSource, type FileSource } from '../engine/files';
 import { checkGenerator } from '../engine/generator-check';
 import { GeneratorRegistry } from '../engine/generators';
-import { evaluateWeights } from '../engine/evaluation';
+import { evaluateWeights, pretrainedHead } from '../engine/evaluation';
+import { FINE_TUNING, fineTuneCurves, type FineTuneStart } from '../engine/fine-tune';
+import { labelled, randomHead, type LabelledFeatures } from '../engine/heads';
+import { Mulberry32 } from '../engine/rng';
+import type { NetworkWeights } from '../engine/sampling';
 import { datasetFeatures, generateWeights, type FeatureExtractor } from '../engine/pipeline';
 import type { RgbaImage } from '../engine/preprocess';
 import type { Progress } from '../engine/progress';
@@ -112,6 +116,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
     signal: AbortSignal,
   ) {
     const { requestId } = request;
+    lastRun = null; // fine-tuning follows this run or nothing
     const onProgress = (p: Progress) => post({ type: 'progress', requestId, ...p });
     const asClasses = (classes: { name: string; images: ImageFile[] }[]) =>
       classes.map((c) => ({
@@ -178,9 +183,86 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
             ? { refine: manifest.refine }
             : {}
           : { refined: { networks: result.networks, choice: result.refinement } }),
+        ...(request.pretrained !== undefined ? { pretrained: request.pretrained } : {}),
       },
     );
+    if (request.family === 'head') {
+      const headsOf = (networks: readonly NetworkWeights[]) =>
+        networks.map((n) => ({
+          classes: support.classes.length,
+          dim: support.featureDim,
+          weight: n.weight!.data,
+          bias: n.bias!.data,
+        }));
+      const rng = new Mulberry32(0);
+      lastRun = {
+        support: labelled(support.perClass, support.featureDim),
+        query: labelled(query.perClass, query.featureDim),
+        starts: [
+          { name: 'generated', heads: headsOf(result.generated) },
+          ...(result.refinement !== null
+            ? [{ name: 'generated + refined', heads: headsOf(result.networks) }]
+            : []),
+          ...(request.pretrained !== undefined
+            ? [
+                {
+                  name: 'pretrained',
+                  heads: [pretrainedHead(request.pretrained, support.classes, support.featureDim)],
+                },
+              ]
+            : []),
+          {
+            name: 'random init',
+            heads: [randomHead(support.classes.length, support.featureDim, () => rng.normal())],
+          },
+        ],
+      };
+    }
     post({ type: 'generate-result', requestId, result: { ...result, evaluation } });
+  }
+
+  // The support, held-out images and starts of the last evaluated head run, for fine-tuning.
+  let lastRun: {
+    support: LabelledFeatures;
+    query: LabelledFeatures;
+    starts: FineTuneStart[];
+  } | null = null;
+
+  async function fineTune(
+    request: Extract<WorkerRequest, { type: 'fine-tune' }>,
+    signal: AbortSignal,
+  ) {
+    const { requestId } = request;
+    const run = lastRun;
+    if (run === null)
+      throw new Error(
+        'fine-tuning needs a generation of heads with held-out images just before it; generate again',
+      );
+    const epochs = request.epochs ?? FINE_TUNING.epochs;
+    const learningRate = request.learningRate ?? FINE_TUNING.learningRate;
+    const { tf, selected } = await context.features.tf(request.backend);
+    const backend = describeBackend(selected);
+    const started = performance.now();
+    const curves = await fineTuneCurves(tf, run.starts, run.support, run.query, {
+      epochs,
+      learningRate,
+      signal,
+      onEpoch: (series, epoch, accuracy) =>
+        post({
+          type: 'progress',
+          requestId,
+          stage: 'fine-tune',
+          done: epoch,
+          total: epochs,
+          backend,
+          measured: { series, epoch, accuracy },
+        }),
+    });
+    post({
+      type: 'fine-tune-result',
+      requestId,
+      result: { curves, epochs, learningRate, backend, ms: performance.now() - started },
+    });
   }
 
   async function extract(request: Extract<WorkerRequest, { type: 'extract-features' }>) {
@@ -241,10 +323,12 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           post({ type: 'generator-check-result', requestId, result });
           return;
         }
-        case 'generate': {
+        case 'generate':
+        case 'fine-tune': {
           const controller = running.get(requestId) ?? new AbortController();
           try {
-            await generate(request, controller.signal);
+            if (request.type === 'generate') await generate(request, controller.signal);
+            else await fineTune(request, controller.signal);
           } finally {
             running.delete(requestId);
           }
@@ -267,7 +351,8 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
       running.get(request.target)?.abort();
       return Promise.resolve();
     }
-    if (request.type === 'generate') running.set(request.requestId, new AbortController());
+    if (request.type === 'generate' || request.type === 'fine-tune')
+      running.set(request.requestId, new AbortController());
     tail = tail.then(() => handle(request));
     return tail;
   };

@@ -2,7 +2,8 @@
 // the worker answers each with progress events and exactly one result or error.
 
 import type { GeneratorCheckResult } from '../engine/generator-check';
-import type { Evaluation } from '../engine/evaluation';
+import type { Evaluation, PretrainedHead } from '../engine/evaluation';
+import type { FineTuneCurve } from '../engine/fine-tune';
 import type { GenerationResult } from '../engine/pipeline';
 import type { Progress, ProgressStage } from '../engine/progress';
 import type { BackendAttempt, BackendRequest } from '../engine/runtime';
@@ -52,6 +53,19 @@ export type WorkerRequest =
       options: Partial<SamplingOptions>;
       /** Graph precision asked for; fp32 is used when the release ships no such variant. */
       precision: Precision;
+      /** head, with `query`: a pretrained head for these classes to compare and fine-tune. */
+      pretrained?: PretrainedHead;
+    }
+  | {
+      /**
+       * Fine-tunes every start of the last generate request (heads, with held-out
+       * images) on its support with tfjs, reporting each start's held-out accuracy per epoch.
+       */
+      type: 'fine-tune';
+      requestId: number;
+      backend: BackendRequest;
+      epochs?: number;
+      learningRate?: number;
     }
   /** Stops the request `target` at its next step; it then answers with an error saying so. */
   | { type: 'cancel'; requestId: number; target: number };
@@ -67,6 +81,15 @@ export interface FeaturesResult {
   msPerImage: number;
 }
 
+export interface FineTuneResult {
+  curves: FineTuneCurve[];
+  epochs: number;
+  learningRate: number;
+  /** The tfjs backend that trained, for people. */
+  backend: string;
+  ms: number;
+}
+
 export type GenerateResult = GenerationResult & {
   /** Accuracy on the held-out images beside the baselines, when the request had them. */
   evaluation?: Evaluation;
@@ -78,11 +101,19 @@ export type WorkerEvent =
   | { type: 'features-result'; requestId: number; result: FeaturesResult }
   | { type: 'generator-check-result'; requestId: number; result: GeneratorCheckResult }
   | { type: 'generate-result'; requestId: number; result: GenerateResult }
+  | { type: 'fine-tune-result'; requestId: number; result: FineTuneResult }
   | { type: 'error'; requestId: number; message: string };
 
 export type ResultEvent = Extract<
   WorkerEvent,
-  { type: 'slice-result' | 'features-result' | 'generator-check-result' | 'generate-result' }
+  {
+    type:
+      | 'slice-result'
+      | 'features-result'
+      | 'generator-check-result'
+      | 'generate-result'
+      | 'fine-tune-result';
+  }
 >;
 
 export function assertNever(value: never): never {
