@@ -22,6 +22,7 @@ STAGES = {
     "quantize-generator": "d2nwg.quantize",
     "ablate-generator": "d2nwg.ablate_generator",
     "class-folder": "d2nwg.class_folder",
+    "demo": "d2nwg.demo",
 }
 
 
