@@ -5,9 +5,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { zipSync } from 'fflate';
+import { unzipSync, zipSync } from 'fflate';
 import type { Browser, Download, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { nodeTf } from '../src/node/tf-node';
 import { checkedPages, launchChromium } from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
@@ -136,6 +137,36 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
     const saved = await Promise.all(downloads.map((d) => d.path()));
     for (const path of saved)
       expect(JSON.parse(readFileSync(path, 'utf8')).classes).toEqual(['a', 'b']);
+
+    // The whole classifier: a tfjs graph model that takes images and gives 2 probabilities.
+    downloads.length = 0;
+    await page.getByTestId('classifier-0').click();
+    await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(1);
+    expect(downloads[0]!.suggestedFilename()).toBe('classifier-sample-0.zip');
+    const zip = unzipSync(readFileSync(await downloads[0]!.path()));
+    const text = (name: string) => new TextDecoder().decode(zip[`classifier/${name}`]);
+    expect(JSON.parse(text('classes.json'))).toEqual(['a', 'b']);
+    expect(text('README.md')).toContain('generated + refined');
+    const model = JSON.parse(text('model.json'));
+    const weights = zip['classifier/weights.bin']!;
+    const { tf } = await nodeTf();
+    const graph = await tf.loadGraphModel(
+      tf.io.fromMemory({
+        modelTopology: model.modelTopology,
+        userDefinedMetadata: model.userDefinedMetadata,
+        weightSpecs: model.weightsManifest.flatMap((g: { weights: unknown[] }) => g.weights),
+        weightData: weights.buffer.slice(
+          weights.byteOffset,
+          weights.byteOffset + weights.byteLength,
+        ) as ArrayBuffer,
+      }),
+    );
+    const x = tf.fill([1, 224, 224, 3], 0.5);
+    const y = graph.predict(x) as import('@tensorflow/tfjs').Tensor;
+    const p = Array.from(await y.data());
+    tf.dispose([x, y]);
+    expect(p).toHaveLength(2);
+    expect(p[0]! + p[1]!).toBeCloseTo(1, 5);
   });
 
   it('is served with a policy of its own origin only, and 404s for release files that are not there', async () => {
