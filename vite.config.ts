@@ -55,6 +55,8 @@ function precacheList(): Plugin {
           ),
         'release/slice/mlp.onnx',
         'release/slice/trace.json',
+        // The demo list; a demo's images are kept as they are first used.
+        ...(existsSync(resolve(here, 'public/demo/index.json')) ? ['demo/index.json'] : []),
       ];
       this.emitFile({ type: 'asset', fileName: 'precache.json', source: JSON.stringify(files) });
     },

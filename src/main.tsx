@@ -15,6 +15,7 @@ let client: WorkerClient | null = null;
 const store = createAppStore({
   client: () => (client ??= startWorker(serviceWorker)),
   releaseUrl: `${import.meta.env.BASE_URL}release/`,
+  demoUrl: `${import.meta.env.BASE_URL}demo/`,
 });
 
 const root = document.getElementById('root');

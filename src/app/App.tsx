@@ -22,10 +22,12 @@ export function App({
   const setFeatureBackendRequest = useAppStore((s) => s.setFeatureBackendRequest);
   const runSlice = useAppStore((s) => s.runSlice);
   const loadRelease = useAppStore((s) => s.loadRelease);
+  const loadDemos = useAppStore((s) => s.loadDemos);
   useEffect(() => {
     setBackendRequest(initialBackend);
     setFeatureBackendRequest(initialFeatureBackend);
     void loadRelease();
+    void loadDemos();
     void runSlice();
   }, [
     initialBackend,
@@ -34,6 +36,7 @@ export function App({
     setFeatureBackendRequest,
     runSlice,
     loadRelease,
+    loadDemos,
   ]);
 
   return (

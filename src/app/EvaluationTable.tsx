@@ -30,6 +30,13 @@ export function rows(e: Evaluation): Row[] {
           ? 'by cross-validation'
           : `calibrated for ${e.generatedRefined.minImages} image${e.generatedRefined.minImages === 1 ? '' : 's'} a class`),
     });
+  if (e.pretrained)
+    out.push({
+      id: 'pretrained',
+      label: 'pretrained',
+      accuracy: e.pretrained.accuracy,
+      note: `${e.pretrained.kind}: ${e.pretrained.source}`,
+    });
   out.push(
     {
       id: 'logistic-regression',

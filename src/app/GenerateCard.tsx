@@ -10,6 +10,7 @@ import { useAppStore } from './context';
 import { filesOfEntry, MIN_IMAGES_TO_HOLD_OUT, type PickedFile } from './dataset';
 import { BestSample } from './BestSample';
 import { ComparisonChart } from './ComparisonChart';
+import { DemoChooser } from './DemoChooser';
 import { EvaluationTable } from './EvaluationTable';
 import { FineTuneCard } from './FineTuneCard';
 import { StageBars } from './StageBars';
@@ -223,7 +224,9 @@ export function GenerateCard() {
       onDrop={(e) => void onDrop(e)}
     >
       <h2 id="generate-title">Generate weights for your dataset</h2>
-      <div className="drop-zone" data-testid="drop-zone" data-dragging={dragging}>
+      <DemoChooser disabled={busy || reading} />
+      <div className="drop-zone choice" data-testid="drop-zone" data-dragging={dragging}>
+        <h3>Use your own images</h3>
         <p>
           <strong>Drop a folder or a .zip here</strong>, or choose one: one sub-folder of images per
           class. The images stay in this page.
@@ -450,6 +453,31 @@ function Result({ result }: { result: GenerateResult }) {
   const plain = result.refinement === null || delivered === 'plain';
   const networks = plain ? result.generated : result.networks;
   const onnx = plain ? result.generatedOnnx : result.onnx;
+  const exportClassifier = useAppStore((s) => s.exportClassifier);
+  const [exporting, setExporting] = useState<number | null>(null);
+  const [exportError, setExportError] = useState<string | null>(null);
+  const downloadClassifier = async (sample: number) => {
+    const net = networks[sample]!;
+    setExporting(sample);
+    setExportError(null);
+    try {
+      const which =
+        result.refinement === null || plain
+          ? 'plain generated head'
+          : describeRefinement(result.refinement);
+      const zip = await exportClassifier({
+        weight: net.weight!.data,
+        bias: net.bias!.data,
+        classes: result.classes,
+        about: `Sample ${sample} of D2NWG Web ${result.releaseVersion}, seed ${result.options.seed}: ${which}.`,
+      });
+      save(zip, `classifier-sample-${sample}.zip`, 'application/zip');
+    } catch (error) {
+      setExportError((error as Error).message);
+    } finally {
+      setExporting(null);
+    }
+  };
   const t = result.timingsMs;
   const what = result.family === 'head' ? 'heads' : `${result.arch} CNNs`;
   return (
@@ -535,6 +563,17 @@ function Result({ result }: { result: GenerateResult }) {
                   safetensors
                 </button>{' '}
                 <button onClick={() => save(onnx[s]!, `sample-${s}.onnx`)}>ONNX</button>{' '}
+                {result.family === 'head' && (
+                  <>
+                    <button
+                      data-testid={`classifier-${s}`}
+                      disabled={exporting !== null}
+                      onClick={() => void downloadClassifier(s)}
+                    >
+                      {exporting === s ? 'building…' : 'whole classifier (tfjs, zip)'}
+                    </button>{' '}
+                  </>
+                )}
                 <button
                   onClick={() =>
                     save(
@@ -559,6 +598,11 @@ function Result({ result }: { result: GenerateResult }) {
           ))}
         </tbody>
       </table>
+      {exportError !== null && (
+        <p className="error" role="alert">
+          The classifier could not be built: {exportError}
+        </p>
+      )}
       <button
         onClick={() =>
           save(modelCard(result, plain ? 'plain' : 'refined'), 'MODEL_CARD.md', 'text/markdown')

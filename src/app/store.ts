@@ -17,6 +17,8 @@ import {
 import type { Progress } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
 import type { FeaturesResult, FineTuneResult, GenerateResult } from '../worker/protocol';
+import type { PretrainedHead } from '../engine/evaluation';
+import { loadDemo, readDemoIndex, reorderRows, type DemoIndex } from './demos';
 import {
   checkFiles,
   datasetProblem,
@@ -95,6 +97,23 @@ export interface GenerateSlice {
   /** Held-out accuracy per start, epoch by epoch, as the worker measures it. */
   fineTuneCurves: Record<string, number[]>;
   fineTune(): Promise<void>;
+  /** The demo datasets shipped with the app (public/demo/index.json), once read. */
+  demos:
+    | { status: 'loading' }
+    | { status: 'ready'; index: DemoIndex }
+    | { status: 'error'; message: string };
+  loadDemos(): Promise<void>;
+  /** The demo chosen last, while its images are the dataset; null for the visitor's own. */
+  activeDemo: { id: string; title: string; pretrained: PretrainedHead } | null;
+  /** Loads a demo's support and held-out images and its pretrained head, then generates. */
+  chooseDemo(id: string): Promise<void>;
+  /** The backbone with this head as one tfjs graph model, zipped (built in the worker). */
+  exportClassifier(head: {
+    weight: Float32Array;
+    bias: Float32Array;
+    classes: string[];
+    about: string;
+  }): Promise<Uint8Array>;
   checkGenerator(family: Family): Promise<void>;
 }
 
@@ -104,6 +123,8 @@ export interface AppDependencies {
   client: () => WorkerClient;
   /** URL of the committed release folder, with a trailing slash. */
   releaseUrl: string;
+  /** URL of the demo datasets (public/demo/), with a trailing slash. */
+  demoUrl: string;
 }
 
 type Slice<T> = StateCreator<AppState, [], [], T>;
@@ -217,6 +238,64 @@ const createGenerateSlice =
       generateRun: { status: 'idle' },
       fineTuneRun: { status: 'idle' },
       fineTuneCurves: {},
+      demos: { status: 'loading' },
+      loadDemos: async () => {
+        try {
+          set({
+            demos: { status: 'ready', index: await readDemoIndex(fetchSource(deps.demoUrl)) },
+          });
+        } catch (error) {
+          set({ demos: { status: 'error', message: (error as Error).message } });
+        }
+      },
+      activeDemo: null,
+      exportClassifier: async ({ weight, bias, classes, about }) =>
+        (
+          await deps.client().request({
+            type: 'export-classifier',
+            releaseUrl: deps.releaseUrl,
+            weight,
+            bias,
+            classes,
+            about,
+          })
+        ).zip,
+      chooseDemo: async (id) => {
+        const demos = get().demos;
+        const demo =
+          demos.status === 'ready' ? demos.index.demos.find((d) => d.id === id) : undefined;
+        if (demo === undefined) return;
+        // The visitor's own folder replaces a demo, and the demo's held-out images with it.
+        const wasDemo = get().activeDemo !== null;
+        set({
+          readingDataset: true,
+          generateRun: { status: 'idle' },
+          activeDemo: null,
+          ...(wasDemo ? { queryDataset: null, holdOut: true } : {}),
+        });
+        try {
+          const loaded = await loadDemo(fetchSource(deps.demoUrl), demo);
+          await get().setQueryDataset(loaded.query);
+          await get().setDataset(loaded.support);
+          set({
+            holdOut: false,
+            activeDemo: { id, title: demo.title, pretrained: loaded.pretrained },
+            generateSettings:
+              get().generateSettings === null
+                ? null
+                : { ...get().generateSettings!, family: 'head' },
+          });
+        } catch (error) {
+          set({
+            dataset: null,
+            datasetProblem: `the demo could not be loaded: ${(error as Error).message}`,
+          });
+          return;
+        } finally {
+          set({ readingDataset: false });
+        }
+        await get().generate();
+      },
       checkRuns: { head: { status: 'idle' }, cnn: { status: 'idle' } },
       readingDataset: false,
       queryDataset: null,
@@ -231,7 +310,14 @@ const createGenerateSlice =
       },
       setDataset: async (files) => {
         const reading = ++datasetReads;
-        set({ readingDataset: true, generateRun: { status: 'idle' } });
+        // The visitor's own folder replaces a demo, and the demo's held-out images with it.
+        const wasDemo = get().activeDemo !== null;
+        set({
+          readingDataset: true,
+          generateRun: { status: 'idle' },
+          activeDemo: null,
+          ...(wasDemo ? { queryDataset: null, holdOut: true } : {}),
+        });
         try {
           const dataset = await checkFiles(groupByClass(await unpackZips(files)));
           if (reading !== datasetReads) return;
@@ -290,6 +376,14 @@ const createGenerateSlice =
           });
           const classes = await read(split.support);
           const query = split.query === null ? undefined : await read(split.query);
+          const demo = get().activeDemo;
+          const pretrained =
+            demo !== null && query !== undefined && g.family === 'head'
+              ? reorderRows(
+                  demo.pretrained,
+                  classes.map((c) => c.name),
+                )
+              : undefined;
           const result = await deps.client().request(
             {
               type: 'generate',
@@ -302,6 +396,7 @@ const createGenerateSlice =
               ...(query !== undefined ? { query } : {}),
               options: { samples: g.samples, steps: g.steps, seed: g.seed },
               precision: g.precision,
+              ...(pretrained !== undefined ? { pretrained } : {}),
             },
             running,
             [...classes, ...(query ?? [])].flatMap((c) => c.images.map((i) => i.bytes)),

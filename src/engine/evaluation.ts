@@ -116,6 +116,17 @@ function bestSample(
   };
 }
 
+/** A pretrained head checked against the support's classes (same names, same order). */
+export function pretrainedHead(p: PretrainedHead, classes: readonly string[], dim: number) {
+  if (JSON.stringify(p.classes) !== JSON.stringify(classes))
+    throw new Error(
+      `the pretrained head is for classes ${p.classes.join(', ')}, not ${classes.join(', ')}`,
+    );
+  if (p.weight.length !== classes.length * dim || p.bias.length !== classes.length)
+    throw new Error(`the pretrained head is not [${classes.length}, ${dim}]`);
+  return { classes: classes.length, dim, weight: p.weight, bias: p.bias };
+}
+
 /** PyTorch's default initialisation, U(±1/√fan_in) for weights and biases, from a seeded stream. */
 export function randomCnn(layout: CnnArchLayout, classes: number, rng: Mulberry32): NetworkWeights {
   const out: NetworkWeights = {};
@@ -184,6 +195,8 @@ export interface Evaluation {
   generatedRefined?: Spread & LambdaChoice;
   nearestClassMean: number;
   logisticRegression: { accuracy: number; c: number };
+  /** head: a pretrained head for these classes (demo datasets), when one was given. */
+  pretrained?: { accuracy: number; kind: string; source: string };
   /** A softmax head trained here with tfjs (train-head.ts), when tfjs was given. */
   trainedHead?: { accuracy: number; epochs: number; trainMs: number };
   randomInit: Spread;
@@ -203,6 +216,16 @@ export interface Evaluation {
   };
 }
 
+/** A head trained elsewhere on these classes (a zoo checkpoint), rows in the support's class order. */
+export interface PretrainedHead {
+  classes: string[];
+  weight: Float32Array;
+  bias: Float32Array;
+  /** What it is ("zoo checkpoint of this task", …) and where it came from. */
+  kind: string;
+  source: string;
+}
+
 const RANDOM_NETWORKS = 10;
 
 /**
@@ -220,12 +243,15 @@ export async function evaluateWeights(
     tf,
     refine,
     refined: given,
+    pretrained,
   }: {
     tf?: typeof tfTypes;
     /** head: the manifest's rule for "generated + refined". */
     refine?: RefineSpec;
     /** head: the refined heads generation already made from these networks on this support. */
     refined?: { networks: readonly NetworkWeights[]; choice: LambdaChoice };
+    /** head: a pretrained head to score beside them. */
+    pretrained?: PretrainedHead;
   } = {},
 ): Promise<Evaluation> {
   if (JSON.stringify(support.classes) !== JSON.stringify(query.classes))
@@ -279,6 +305,15 @@ export async function evaluateWeights(
       arch: 'linear',
       generated: spread(predictions.map((p) => hitRate(p, q.labels))),
       generatedRefined: { ...spread(refined), ...choice },
+      ...(pretrained !== undefined
+        ? {
+            pretrained: {
+              accuracy: accuracy(pretrainedHead(pretrained, support.classes, q.dim), q),
+              kind: pretrained.kind,
+              source: pretrained.source,
+            },
+          }
+        : {}),
       randomInit: spread(random),
       best: bestSample(predictions, q.labels, query),
     };
@@ -337,7 +372,7 @@ export async function evaluateWeights(
     random.push(await zeroShot(net));
     randomPrototypes.push(await prototypeAccuracy(net));
   }
-  const pretrained = await nearestZooCheckpoint(cnn, layout, s);
+  const nearest = await nearestZooCheckpoint(cnn, layout, s);
   return {
     ...base,
     arch,
@@ -347,7 +382,7 @@ export async function evaluateWeights(
     withPrototypeLastLayer: {
       generated: spread(generatedPrototypes),
       randomInit: spread(randomPrototypes),
-      pretrained: { task: pretrained.task, accuracy: await prototypeAccuracy(pretrained.network) },
+      pretrained: { task: nearest.task, accuracy: await prototypeAccuracy(nearest.network) },
     },
     darkBackground: dark,
   };

@@ -135,7 +135,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     x0: Float64Array,
     samples: number,
     basis: Float32Array,
-  ): Promise<{ weight: Float32Array; bias: Float32Array }> {
+  ): Promise<{ weight: Float32Array; bias: Float32Array; latents: Float32Array }> {
     const latent = this.manifest.latent_dim;
     const dim = this.featureDim;
     const classes = basis.length / (2 * dim);
@@ -156,7 +156,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
         weight[row * dim + j] = tokens[row * (dim + 1) + j]! * w!.std + w!.mean;
       bias[row] = tokens[row * (dim + 1) + dim]! * b!.std + b!.mean;
     }
-    return { weight, bias };
+    return { weight, bias, latents };
   }
 
   /** Generates `samples` heads for the classes of `support` (per class [K_c × F] features). */
@@ -181,7 +181,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     const decoded = await timedStage('decode', control, () =>
       this.decode(x0, o.samples, supportBasis(support, dim)),
     );
-    const { weight, bias } = decoded.result;
+    const { weight, bias, latents } = decoded.result;
     const networks = Array.from({ length: o.samples }, (_, s) => ({
       weight: {
         shape: [classes, dim],
@@ -195,6 +195,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
       classes,
       options: o,
       networks,
+      latents: { data: latents, dim: this.manifest.latent_dim },
       timingsMs: { encode: encodeMs, denoise: denoiseMs, decode: decoded.ms },
     };
   }

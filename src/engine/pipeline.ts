@@ -225,6 +225,8 @@ export interface GenerationResult {
   generated: NetworkWeights[];
   /** How the delivered heads were refined; null when they are the plain generated ones. */
   refinement: LambdaChoice | null;
+  /** head: the latents each sample was decoded from, [samples × classes × dim] (the latent map). */
+  latents: { data: Float32Array; dim: number } | null;
   /** Per sample: the whole network as ONNX (empty when not asked for). */
   onnx: Uint8Array[];
   /** Per sample: the plain generated network as ONNX (the same as `onnx` when not refined). */
@@ -351,6 +353,7 @@ export async function generateWeights(
     networks,
     generated: generated.networks,
     refinement,
+    latents: generated.latents ?? null,
     onnx,
     generatedOnnx,
     timingsMs: {

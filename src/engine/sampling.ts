@@ -149,6 +149,8 @@ export interface GeneratedWeights {
   /** The settings that ran: the manifest's defaults with the caller's overrides. */
   options: SamplingOptions;
   networks: NetworkWeights[];
+  /** head: the latents the decoder turned into the networks, [samples × rows × dim]. */
+  latents?: { data: Float32Array; dim: number };
   timingsMs: { encode: number; denoise: number; decode: number };
 }
 

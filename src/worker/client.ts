@@ -19,7 +19,9 @@ type ResultFor<R extends RequestBody> = R['type'] extends 'run-slice'
       ? Extract<ResultEvent, { type: 'generator-check-result' }>['result']
       : R['type'] extends 'fine-tune'
         ? Extract<ResultEvent, { type: 'fine-tune-result' }>['result']
-        : Extract<ResultEvent, { type: 'generate-result' }>['result'];
+        : R['type'] extends 'export-classifier'
+          ? Extract<ResultEvent, { type: 'classifier-result' }>['result']
+          : Extract<ResultEvent, { type: 'generate-result' }>['result'];
 
 interface Pending {
   resolve: (event: ResultEvent) => void;

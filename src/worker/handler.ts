@@ -2,8 +2,15 @@
 // Node tests can drive it with real runtime hosts.
 
 import type * as tfTypes from '@tensorflow/tfjs';
-import { loadBackbone, extractFeatures, type Backbone } from '../engine/backbone';
-import { fetchSource, type FileSource } from '../engine/files';
+import {
+  backboneManifestSchema,
+  loadBackbone,
+  extractFeatures,
+  type Backbone,
+} from '../engine/backbone';
+import { classifierZip } from '../engine/classifier-export';
+import { parse } from '../engine/schema';
+import { fetchSource, readJson, readVerified, type FileSource } from '../engine/files';
 import { checkGenerator } from '../engine/generator-check';
 import { GeneratorRegistry } from '../engine/generators';
 import { evaluateWeights, pretrainedHead } from '../engine/evaluation';
@@ -332,6 +339,29 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           } finally {
             running.delete(requestId);
           }
+          return;
+        }
+        case 'export-classifier': {
+          const files = source(`${request.releaseUrl}backbone/`);
+          const manifest = parse(
+            backboneManifestSchema,
+            await readJson(files, 'backbone.json'),
+            'backbone.json',
+          );
+          const zip = classifierZip(
+            await readVerified(files, manifest.model_file.file, manifest.model_file),
+            await readVerified(files, manifest.weights_file.file, manifest.weights_file),
+            manifest,
+            {
+              classes: request.classes.length,
+              dim: manifest.feature_dim,
+              weight: request.weight,
+              bias: request.bias,
+            },
+            request.classes,
+            request.about,
+          );
+          post({ type: 'classifier-result', requestId, result: { zip } });
           return;
         }
         case 'cancel':

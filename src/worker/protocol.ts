@@ -67,6 +67,17 @@ export type WorkerRequest =
       epochs?: number;
       learningRate?: number;
     }
+  | {
+      /** The whole classifier (backbone + one head) as a tfjs graph model folder, zipped. */
+      type: 'export-classifier';
+      requestId: number;
+      releaseUrl: string;
+      weight: Float32Array;
+      bias: Float32Array;
+      classes: string[];
+      /** A sentence for the README: which weights these are. */
+      about: string;
+    }
   /** Stops the request `target` at its next step; it then answers with an error saying so. */
   | { type: 'cancel'; requestId: number; target: number };
 
@@ -102,6 +113,7 @@ export type WorkerEvent =
   | { type: 'generator-check-result'; requestId: number; result: GeneratorCheckResult }
   | { type: 'generate-result'; requestId: number; result: GenerateResult }
   | { type: 'fine-tune-result'; requestId: number; result: FineTuneResult }
+  | { type: 'classifier-result'; requestId: number; result: { zip: Uint8Array } }
   | { type: 'error'; requestId: number; message: string };
 
 export type ResultEvent = Extract<
@@ -112,7 +124,8 @@ export type ResultEvent = Extract<
       | 'features-result'
       | 'generator-check-result'
       | 'generate-result'
-      | 'fine-tune-result';
+      | 'fine-tune-result'
+      | 'classifier-result';
   }
 >;
 
