@@ -23,6 +23,7 @@ STAGES = {
     "ablate-generator": "d2nwg.ablate_generator",
     "class-folder": "d2nwg.class_folder",
     "demo": "d2nwg.demo",
+    "latent-map": "d2nwg.latent_map",
 }
 
 

@@ -13,6 +13,7 @@ import { ComparisonChart } from './ComparisonChart';
 import { DemoChooser } from './DemoChooser';
 import { EvaluationTable } from './EvaluationTable';
 import { FineTuneCard } from './FineTuneCard';
+import { LatentMapCard } from './LatentMapCard';
 import { StageBars } from './StageBars';
 
 /**
@@ -499,6 +500,7 @@ function Result({ result }: { result: GenerateResult }) {
           <EvaluationTable evaluation={result.evaluation} />
           <BestSample evaluation={result.evaluation} files={heldOutFiles} />
           {result.family === 'head' && <FineTuneCard />}
+          {result.family === 'head' && <LatentMapCard result={result} />}
         </>
       )}
       {result.unreadable.length > 0 && (

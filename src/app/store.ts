@@ -19,6 +19,7 @@ import type { Precision } from '../engine/sampling';
 import type { FeaturesResult, FineTuneResult, GenerateResult } from '../worker/protocol';
 import type { PretrainedHead } from '../engine/evaluation';
 import { loadDemo, readDemoIndex, reorderRows, type DemoIndex } from './demos';
+import { readLatentMap, type LatentMap } from '../engine/latent-map';
 import {
   checkFiles,
   datasetProblem,
@@ -107,6 +108,12 @@ export interface GenerateSlice {
   activeDemo: { id: string; title: string; pretrained: PretrainedHead } | null;
   /** Loads a demo's support and held-out images and its pretrained head, then generates. */
   chooseDemo(id: string): Promise<void>;
+  /** The head release's latent map (zoo latents and their PCA), read when first shown. */
+  latentMap:
+    | { status: 'idle' | 'loading' | 'absent' }
+    | { status: 'ready'; map: LatentMap }
+    | { status: 'error'; message: string };
+  loadLatentMap(): Promise<void>;
   /** The backbone with this head as one tfjs graph model, zipped (built in the worker). */
   exportClassifier(head: {
     weight: Float32Array;
@@ -249,6 +256,24 @@ const createGenerateSlice =
         }
       },
       activeDemo: null,
+      latentMap: { status: 'idle' },
+      loadLatentMap: async () => {
+        if (get().latentMap.status !== 'idle') return;
+        set({ latentMap: { status: 'loading' } });
+        try {
+          const source = fetchSource(`${deps.releaseUrl}head/`);
+          const manifest = await readGeneratorManifest('head', source);
+          if (manifest.family !== 'head' || manifest.latent_map === null) {
+            set({ latentMap: { status: 'absent' } });
+            return;
+          }
+          set({
+            latentMap: { status: 'ready', map: await readLatentMap(source, manifest.latent_map) },
+          });
+        } catch (error) {
+          set({ latentMap: { status: 'error', message: (error as Error).message } });
+        }
+      },
       exportClassifier: async ({ weight, bias, classes, about }) =>
         (
           await deps.client().request({

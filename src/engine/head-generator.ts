@@ -5,7 +5,7 @@
 // models/d2nwg/head_generator.py, so the same seed gives the same heads.
 
 import { unitNormalise } from './heads';
-import { array, integer, literal, number, object, string } from './schema';
+import { array, integer, literal, nullable, number, object, string } from './schema';
 import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
 import { headToOnnx } from './onnx-writer';
@@ -40,6 +40,8 @@ export const headManifestSchema = object({
     rows: integer,
   }),
   refine: refineSpecSchema,
+  /** The zoo's latents for the page's latent map (models/d2nwg/latent_map.py), when built. */
+  latent_map: nullable(object({ file: string, sha256: string, bytes: integer })),
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
 
