@@ -6,6 +6,8 @@ export interface Row {
   accuracy: number;
   spread?: Spread;
   note?: string;
+  /** Time the method took here, where it trained in the page. */
+  ms?: number;
 }
 
 export function rows(e: Evaluation): Row[] {
@@ -51,6 +53,7 @@ export function rows(e: Evaluation): Row[] {
             label: 'head trained here with tfjs (Teachable-Machine style)',
             accuracy: e.trainedHead.accuracy,
             note: `${e.trainedHead.epochs} Adam epochs in ${e.trainedHead.trainMs.toFixed(0)} ms`,
+            ms: e.trainedHead.trainMs,
           },
         ]
       : []),
@@ -104,7 +107,12 @@ export function EvaluationTable({ evaluation }: { evaluation: Evaluation }) {
       </thead>
       <tbody>
         {rows(evaluation).map((row) => (
-          <tr key={row.id} data-testid={`evaluation-${row.id}`} data-accuracy={row.accuracy}>
+          <tr
+            key={row.id}
+            data-testid={`evaluation-${row.id}`}
+            data-accuracy={row.accuracy}
+            {...(row.ms !== undefined ? { 'data-ms': row.ms } : {})}
+          >
             <th scope="row">
               {row.label}
               {row.note !== undefined && <small> ({row.note})</small>}

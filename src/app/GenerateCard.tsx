@@ -483,7 +483,7 @@ function Result({ result }: { result: GenerateResult }) {
   const what = result.family === 'head' ? 'heads' : `${result.arch} CNNs`;
   return (
     <>
-      <p>
+      <p data-testid="generate-timings" data-timings={JSON.stringify(result.timingsMs)}>
         {result.networks.length} {what} for {result.classes.length} classes, generated with{' '}
         <span data-testid="generate-precision">{result.precision}</span> graphs on{' '}
         <span data-testid="generate-backend" data-backend={result.backend}>
