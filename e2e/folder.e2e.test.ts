@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { unzipSync, zipSync } from 'fflate';
 import type { Browser, Download, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import sharp from 'sharp';
 import { nodeTf } from '../src/node/tf-node';
 import { checkedPages, launchChromium } from './browser';
 
@@ -81,6 +82,62 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
       .setInputFiles({ name: 'pets.zip', mimeType: 'application/zip', buffer: Buffer.from(zip) });
     await expect.poll(() => summary(page)).toContain('2 classes: cats (2), dogs (1)');
     expect(await page.getByTestId('dataset-problem').count()).toBe(0);
+  });
+
+  it('answers every bad input with a message and stays usable: no classes, too many, truncated, huge, odd names', async () => {
+    const { page } = await pages.open();
+    await page.goto(`${inject('appUrl')}?backend=wasm`);
+    const input = page.getByTestId('dataset-input');
+    const problem = () => page.getByTestId('dataset-problem').innerText();
+    // A folder without class folders.
+    await input.setInputFiles(folder({ 'readme.txt': new TextEncoder().encode('notes') }));
+    await expect.poll(problem).toContain('no images in class folders');
+    // More classes than the release generates for.
+    const many: Record<string, string> = {};
+    for (let c = 0; c < 21; c++) many[`class-${c}/a.png`] = 'tiny.png';
+    await input.setInputFiles(folder(many));
+    await expect.poll(problem).toBe('21 classes: this release generates for up to 20 classes');
+    expect(await page.getByTestId('generate-button').isDisabled()).toBe(true);
+    // A truncated PNG (its header is whole, its pixels are not), a 6000×6000 image and odd names.
+    const png = readFileSync(join(fixtures, 'tiny.png'));
+    const huge = await sharp({
+      create: { width: 6000, height: 6000, channels: 3, background: { r: 200, g: 40, b: 40 } },
+    })
+      .png()
+      .toBuffer();
+    await input.setInputFiles(
+      folder({
+        'cats/a.png': 'tall.png',
+        'cats/ça va #1 (copy).png': 'wide.png',
+        'cats/truncated.png': png.subarray(0, Math.floor(png.length / 2)),
+        'dogs/日本 語.png': 'tiny.png',
+        'dogs/huge.png': new Uint8Array(huge),
+        'dogs/x.png': 'glyph-rgba.png',
+      }),
+    );
+    expect(await summary(page)).toContain('2 classes: cats (3), dogs (3)');
+    await page.getByTestId('holdout-checkbox').uncheck();
+    await page.getByTestId('samples-input').fill('1');
+    await page.getByTestId('steps-input').fill('1');
+    await page.getByTestId('generate-button').click();
+    await expect
+      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'), {
+        timeout: 90_000,
+      })
+      .toMatch(/^(done|error)$/);
+    expect(
+      await page.getByTestId('generate-status').getAttribute('data-status'),
+      await page.getByTestId('generate-status').innerText(),
+    ).toBe('done');
+    const result = await page.getByTestId('generate-status').innerText();
+    expect(result).toContain('1 image could not be read and was left out');
+    await page.getByText('1 image could not be read and was left out').click();
+    expect(await page.getByTestId('generate-status').innerText()).toMatch(
+      /cats\/truncated\.png: not a readable image/,
+    );
+    expect(await page.getByTestId('generate-timings').innerText()).toContain(
+      '1 heads for 2 classes',
+    );
   });
 
   it('names the backend at work while generating, not "auto"', async () => {

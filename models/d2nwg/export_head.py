@@ -110,6 +110,8 @@ def export(generator_dir: Path) -> dict:
                             " && /usr/bin/python3 -m d2nwg quantize-generator --family head"),
         "torch_version": torch.__version__,
         "variants": {},  # reduced-precision graphs that lose no measurable accuracy: quantize.py adds them
+        # the page's latent map (latent_map.py writes it after export); null until then
+        "latent_map": None,
     }
     (generator_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

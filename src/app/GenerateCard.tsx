@@ -505,7 +505,11 @@ function Result({ result }: { result: GenerateResult }) {
       )}
       {result.unreadable.length > 0 && (
         <details>
-          <summary>{result.unreadable.length} images could not be read and were left out</summary>
+          <summary>
+            {result.unreadable.length === 1
+              ? '1 image could not be read and was left out'
+              : `${result.unreadable.length} images could not be read and were left out`}
+          </summary>
           <ul>
             {result.unreadable.map((u) => (
               <li key={u}>{u}</li>
