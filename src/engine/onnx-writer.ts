@@ -1,14 +1,17 @@
 // Writing ONNX models of generated networks, so a user can run them anywhere
 // ONNX runs. A minimal protobuf encoder for the few messages a plain
 // feed-forward graph needs (field numbers from onnx/onnx.proto, IR version 8,
-// opset 17), and the two graphs we write: a whole generated CNN, and a
-// classifier head on backbone features.
+// opset 17), and the two graphs we write here: a whole generated CNN, and a
+// classifier head on backbone features. The builders (tensorProto, node,
+// valueInfo, model) are exported for graphs written elsewhere
+// (backbone-onnx.ts: the image backbone with a head, as one classifier).
 
 import type { CnnArchLayout, CnnWeights } from './cnn-generator';
 
 const OPSET = 17;
 const IR_VERSION = 8;
 const FLOAT = 1; // TensorProto.DataType
+const INT64 = 7;
 const ATTR_INT = 2; // AttributeProto.AttributeType
 const ATTR_INTS = 7;
 
@@ -62,17 +65,25 @@ class Message {
   }
 }
 
-function tensorProto(name: string, shape: number[], data: Float32Array): Message {
+/** An initializer: float32, or int64 (shapes and axes given as tensors, e.g. Squeeze's axes). */
+export function tensorProto(
+  name: string,
+  shape: number[],
+  data: Float32Array | BigInt64Array,
+): Message {
+  const count = shape.reduce((n, d) => n * d, 1);
+  if (data.length !== count)
+    throw new Error(`tensor ${name}: ${data.length} values for shape [${shape.join(', ')}]`);
   const m = new Message();
   for (const d of shape) m.int(1, d);
-  m.int(2, FLOAT);
+  m.int(2, data instanceof BigInt64Array ? INT64 : FLOAT);
   m.string(8, name);
   // raw_data is little-endian; typed arrays are in platform order, little-endian everywhere we run.
   return m.bytes(9, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
 }
 
 /** A float tensor's type with named (dynamic) or fixed dimensions. */
-function valueInfo(name: string, dims: (number | string)[]): Message {
+export function valueInfo(name: string, dims: (number | string)[]): Message {
   const shape = new Message();
   for (const d of dims) {
     const dim = new Message();
@@ -84,9 +95,10 @@ function valueInfo(name: string, dims: (number | string)[]): Message {
   return new Message().string(1, name).message(2, new Message().message(1, tensorType));
 }
 
-type Attribute = [name: string, value: number | number[]];
+/** An operator attribute: an int, or a list of ints. */
+export type Attribute = [name: string, value: number | number[]];
 
-function node(
+export function node(
   op: string,
   inputs: string[],
   outputs: string[],
@@ -111,7 +123,9 @@ function node(
   return m;
 }
 
-interface Graph {
+export type { Message };
+
+export interface Graph {
   name: string;
   nodes: Message[];
   initializers: Message[];
@@ -119,20 +133,27 @@ interface Graph {
   outputs: Message[];
 }
 
-function model(graph: Graph, docString: string): Uint8Array {
+/** The model: `metadata` becomes metadata_props (string key–value pairs that ONNX tools show). */
+export function model(
+  graph: Graph,
+  docString: string,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const g = new Message();
   for (const n of graph.nodes) g.message(1, n);
   g.string(2, graph.name);
   for (const i of graph.initializers) g.message(5, i);
   for (const i of graph.inputs) g.message(11, i);
   for (const o of graph.outputs) g.message(12, o);
-  return new Message()
+  const m = new Message()
     .int(1, IR_VERSION)
     .string(2, 'd2nwg-web')
     .string(6, docString)
     .message(7, g)
-    .message(8, new Message().string(1, '').int(2, OPSET))
-    .encode();
+    .message(8, new Message().string(1, '').int(2, OPSET));
+  for (const [key, value] of Object.entries(metadata))
+    m.message(14, new Message().string(1, key).string(2, value));
+  return m.encode();
 }
 
 function weight(weights: CnnWeights, name: string): Message {
