@@ -79,3 +79,31 @@ export async function openDiagnostics(page: Page): Promise<void> {
   const panel = page.getByTestId('diagnostics');
   if ((await panel.getAttribute('open')) === null) await panel.locator('summary').click();
 }
+
+/** Waits until the status element `testId` reads done or error, and returns which. */
+export async function settled(page: Page, testId: string, timeout = 120_000): Promise<string> {
+  const status = page.getByTestId(testId);
+  await expect
+    .poll(() => status.getAttribute('data-status'), { timeout })
+    .toMatch(/^(done|error)$/);
+  return (await status.getAttribute('data-status'))!;
+}
+
+/** Waits for the page's generation to finish; fails with the page's own words when it did not. */
+export async function generationDone(page: Page, timeout = 100_000): Promise<void> {
+  const state = await settled(page, 'generate-status', timeout);
+  expect(state, await page.getByTestId('generate-status').innerText()).toBe('done');
+}
+
+/** Clicks "Fine-tune each start" and waits for all `starts` curves to reach epoch 10; their names. */
+export async function fineTuneEveryStart(page: Page, starts: number): Promise<string[]> {
+  await page.getByRole('button', { name: 'Fine-tune each start' }).click();
+  const finals = page.getByTestId('fine-tune-table').locator('tbody tr');
+  await expect
+    .poll(
+      async () => (await finals.allInnerTexts()).filter((t) => t.includes('(epoch 10)')).length,
+      { timeout: 60_000 },
+    )
+    .toBe(starts);
+  return finals.locator('th').allInnerTexts();
+}

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { main } from '../src/node/cli';
-import { checkedPages, launchChromium } from './browser';
+import { checkedPages, fineTuneEveryStart, generationDone, launchChromium } from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
 
@@ -76,15 +76,7 @@ describe('held-out accuracy in the page', () => {
     await page.getByTestId('samples-input').fill('2');
     await page.getByTestId('steps-input').fill('3');
     await page.getByTestId('generate-button').click();
-    await expect
-      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'), {
-        timeout: 60_000,
-      })
-      .toMatch(/^(done|error)$/);
-    expect(
-      await page.getByTestId('generate-status').getAttribute('data-status'),
-      await page.getByTestId('generate-status').innerText(),
-    ).toBe('done');
+    await generationDone(page, 60_000);
     expect(await page.getByTestId('evaluation-table').innerText()).toContain(
       'Accuracy on 4 held-out images',
     );
@@ -114,17 +106,7 @@ describe('held-out accuracy in the page', () => {
     await expect.poll(() => bars.count()).toBe(rows);
     expect(await bars.first().textContent()).toMatch(/^generated \(2 heads, mean\): \d+\.\d%$/);
     // Fine-tuning in the page: every start's held-out accuracy after each of 10 epochs.
-    await page.getByRole('button', { name: 'Fine-tune each start' }).click();
-    const finals = page.getByTestId('fine-tune-table').locator('tbody tr');
-    await expect
-      .poll(
-        async () => (await finals.allInnerTexts()).filter((t) => t.includes('(epoch 10)')).length,
-        {
-          timeout: 60_000,
-        },
-      )
-      .toBe(3);
-    expect(await finals.locator('th').allInnerTexts()).toEqual([
+    expect(await fineTuneEveryStart(page, 3)).toEqual([
       'generated',
       'generated + refined',
       'random init',

@@ -8,9 +8,10 @@ import { join, resolve } from 'node:path';
 import { unzipSync, zipSync } from 'fflate';
 import type { Browser, Download, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { nodeTf } from '../src/node/tf-node';
-import { checkedPages, launchChromium } from './browser';
+import { checkedPages, generationDone, launchChromium } from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
 
@@ -120,15 +121,7 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
     await page.getByTestId('samples-input').fill('1');
     await page.getByTestId('steps-input').fill('1');
     await page.getByTestId('generate-button').click();
-    await expect
-      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'), {
-        timeout: 90_000,
-      })
-      .toMatch(/^(done|error)$/);
-    expect(
-      await page.getByTestId('generate-status').getAttribute('data-status'),
-      await page.getByTestId('generate-status').innerText(),
-    ).toBe('done');
+    await generationDone(page, 90_000);
     const result = await page.getByTestId('generate-status').innerText();
     expect(result).toContain('1 image could not be read and was left out');
     await page.getByText('1 image could not be read and was left out').click();
@@ -181,11 +174,7 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
     await page.getByTestId('samples-input').fill('1');
     await page.getByTestId('steps-input').fill('1');
     await page.getByTestId('generate-button').click();
-    await expect
-      .poll(() => page.getByTestId('generate-status').getAttribute('data-status'), {
-        timeout: 60_000,
-      })
-      .toBe('done');
+    await generationDone(page, 60_000);
     const downloads: Download[] = [];
     page.on('download', (d) => downloads.push(d));
     const button = page.getByTestId('generated-table').getByRole('button', { name: 'JSON' });
@@ -224,6 +213,29 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
     tf.dispose([x, y]);
     expect(p).toHaveLength(2);
     expect(p[0]! + p[1]!).toBeCloseTo(1, 5);
+
+    // The same classifier as one ONNX graph: the same probabilities from onnxruntime.
+    downloads.length = 0;
+    await page.getByTestId('classifier-onnx-0').click();
+    await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(1);
+    expect(downloads[0]!.suggestedFilename()).toBe('classifier-sample-0-onnx.zip');
+    const onnxZip = unzipSync(readFileSync(await downloads[0]!.path()));
+    expect(Object.keys(onnxZip).sort()).toEqual([
+      'classifier/README.md',
+      'classifier/classes.json',
+      'classifier/classifier.onnx',
+    ]);
+    const session = await ort.InferenceSession.create(onnxZip['classifier/classifier.onnx']!);
+    const out = await session.run({
+      images: new ort.Tensor(
+        'float32',
+        new Float32Array(224 * 224 * 3).fill(0.5),
+        [1, 224, 224, 3],
+      ),
+    });
+    const q = Array.from(out.probabilities!.data as Float32Array);
+    q.forEach((v, k) => expect(v).toBeCloseTo(p[k]!, 3));
+    await session.release();
   });
 
   it('is served with a policy of its own origin only, and 404s for release files that are not there', async () => {

@@ -1,9 +1,9 @@
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkedPages, launchChromium, openDiagnostics } from './browser';
+import { checkedPages, launchChromium, openDiagnostics, settled } from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
 
@@ -23,14 +23,6 @@ const twoClasses = {
   squares: ['large-checker.png', 'tiny.png'],
 };
 
-async function settle(page: Page, testId: string, timeout = 120_000): Promise<string> {
-  const status = page.getByTestId(testId);
-  await expect
-    .poll(() => status.getAttribute('data-status'), { timeout })
-    .toMatch(/^(done|error)$/);
-  return (await status.getAttribute('data-status'))!;
-}
-
 describe('generation in the page, Chromium with WebGPU exposed', () => {
   let browser: Browser;
   const pages = checkedPages(() => browser);
@@ -46,7 +38,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
         await page.goto(`${inject('appUrl')}?backend=${backend}`);
         await openDiagnostics(page);
         await page.getByRole('button', { name: `Check the ${family} generator` }).click();
-        const status = await settle(page, `check-${family}-status`);
+        const status = await settled(page, `check-${family}-status`);
         const shown = await page.getByTestId(`check-${family}-status`).innerText();
         expect(status, `${shown}\n${errors.join('\n')}`).toBe('done');
         expect(await page.getByTestId(`check-${family}-backend`).getAttribute('data-backend')).toBe(
@@ -69,7 +61,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
     await page.getByTestId('samples-input').fill('2');
     await page.getByTestId('steps-input').fill('5');
     await page.getByTestId('generate-button').click();
-    const status = await settle(page, 'generate-status');
+    const status = await settled(page, 'generate-status');
     expect(
       status,
       `${await page.getByTestId('generate-status').innerText()}\n${errors.join('\n')}`,
@@ -104,7 +96,7 @@ describe('generation in the page, Chromium with WebGPU exposed', () => {
       .poll(() => page.getByTestId('generate-progress').innerText(), { timeout: 120_000 })
       .toContain('denoising');
     await page.getByTestId('cancel-button').click();
-    expect(await settle(page, 'generate-status')).toBe('error');
+    expect(await settled(page, 'generate-status')).toBe('error');
     expect(await page.getByTestId('generate-error').innerText()).toBe('generation was cancelled');
     expect(await page.getByTestId('dataset-summary').innerText()).toContain('2 classes');
     expect(await page.getByTestId('generate-button').isEnabled()).toBe(true);

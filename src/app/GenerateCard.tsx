@@ -455,11 +455,11 @@ function Result({ result }: { result: GenerateResult }) {
   const networks = plain ? result.generated : result.networks;
   const onnx = plain ? result.generatedOnnx : result.onnx;
   const exportClassifier = useAppStore((s) => s.exportClassifier);
-  const [exporting, setExporting] = useState<number | null>(null);
+  const [exporting, setExporting] = useState<string | null>(null);
   const [exportError, setExportError] = useState<string | null>(null);
-  const downloadClassifier = async (sample: number) => {
+  const downloadClassifier = async (sample: number, format: 'tfjs' | 'onnx') => {
     const net = networks[sample]!;
-    setExporting(sample);
+    setExporting(`${format}-${sample}`);
     setExportError(null);
     try {
       const which =
@@ -467,12 +467,19 @@ function Result({ result }: { result: GenerateResult }) {
           ? 'plain generated head'
           : describeRefinement(result.refinement);
       const zip = await exportClassifier({
+        format,
         weight: net.weight!.data,
         bias: net.bias!.data,
         classes: result.classes,
         about: `Sample ${sample} of D2NWG Web ${result.releaseVersion}, seed ${result.options.seed}: ${which}.`,
       });
-      save(zip, `classifier-sample-${sample}.zip`, 'application/zip');
+      save(
+        zip,
+        format === 'onnx'
+          ? `classifier-sample-${sample}-onnx.zip`
+          : `classifier-sample-${sample}.zip`,
+        'application/zip',
+      );
     } catch (error) {
       setExportError((error as Error).message);
     } finally {
@@ -574,9 +581,16 @@ function Result({ result }: { result: GenerateResult }) {
                     <button
                       data-testid={`classifier-${s}`}
                       disabled={exporting !== null}
-                      onClick={() => void downloadClassifier(s)}
+                      onClick={() => void downloadClassifier(s, 'tfjs')}
                     >
-                      {exporting === s ? 'building…' : 'whole classifier (tfjs, zip)'}
+                      {exporting === `tfjs-${s}` ? 'building…' : 'whole classifier (tfjs, zip)'}
+                    </button>{' '}
+                    <button
+                      data-testid={`classifier-onnx-${s}`}
+                      disabled={exporting !== null}
+                      onClick={() => void downloadClassifier(s, 'onnx')}
+                    >
+                      {exporting === `onnx-${s}` ? 'building…' : 'whole classifier (ONNX, zip)'}
                     </button>{' '}
                   </>
                 )}

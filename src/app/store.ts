@@ -116,6 +116,7 @@ export interface GenerateSlice {
   loadLatentMap(): Promise<void>;
   /** The backbone with this head as one tfjs graph model, zipped (built in the worker). */
   exportClassifier(head: {
+    format: 'tfjs' | 'onnx';
     weight: Float32Array;
     bias: Float32Array;
     classes: string[];
@@ -274,10 +275,11 @@ const createGenerateSlice =
           set({ latentMap: { status: 'error', message: (error as Error).message } });
         }
       },
-      exportClassifier: async ({ weight, bias, classes, about }) =>
+      exportClassifier: async ({ format, weight, bias, classes, about }) =>
         (
           await deps.client().request({
             type: 'export-classifier',
+            format,
             releaseUrl: deps.releaseUrl,
             weight,
             bias,

@@ -7,6 +7,7 @@
 
 import { zipSync } from 'fflate';
 import type { BackboneManifest } from './backbone';
+import { backboneClassifierOnnx } from './backbone-onnx';
 import type { Head } from './heads';
 
 interface TfjsNode {
@@ -190,6 +191,60 @@ export function classifierReadme(
     '```',
     '',
   ].join('\n');
+}
+
+/** How to use the ONNX classifier, for its zip's README. */
+export function onnxClassifierReadme(
+  backbone: BackboneManifest,
+  classes: readonly string[],
+  about: string,
+): string {
+  const size = backbone.input_size;
+  return [
+    '# Image classifier (D2NWG Web), ONNX',
+    '',
+    about,
+    '',
+    `One ONNX graph (opset 17): the backbone \`${backbone.id}\` and a generated head for ${classes.length} classes.`,
+    `Input \`images\`: [N, ${size}, ${size}, 3] float32 RGB in [0, 1], NHWC (composite transparency on white and letterbox`,
+    `into ${size}×${size}, aspect kept, white bars, for the page's exact numbers). Outputs \`probabilities\` and \`logits\``,
+    '[N, classes], in the order of `classes.json` (also in the model metadata, key `classes`).',
+    '',
+    '```python',
+    'import json, numpy as np, onnxruntime as ort',
+    "session = ort.InferenceSession('classifier.onnx')",
+    "classes = json.load(open('classes.json'))",
+    `images = np.zeros((1, ${size}, ${size}, 3), np.float32)  # your preprocessed images`,
+    "probabilities = session.run(['probabilities'], {'images': images})[0]",
+    'print(classes[int(probabilities[0].argmax())])',
+    '```',
+    '',
+  ].join('\n');
+}
+
+/** The ONNX classifier's zip: classifier.onnx, classes.json, README.md. */
+export function onnxClassifierZip(
+  modelJsonBytes: Uint8Array,
+  weights: Uint8Array,
+  backbone: BackboneManifest,
+  head: Head,
+  classes: readonly string[],
+  about: string,
+): Uint8Array {
+  const graph = backboneClassifierOnnx(
+    modelJsonBytes,
+    weights,
+    backbone,
+    head,
+    [...classes],
+    about,
+  );
+  const text = (s: string) => new TextEncoder().encode(s);
+  return zipSync({
+    'classifier/classifier.onnx': graph,
+    'classifier/classes.json': text(`${JSON.stringify(classes)}\n`),
+    'classifier/README.md': text(onnxClassifierReadme(backbone, classes, about)),
+  });
 }
 
 /** The zip a person downloads: model.json, weights.bin, classes.json, README.md. */

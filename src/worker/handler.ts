@@ -8,7 +8,7 @@ import {
   extractFeatures,
   type Backbone,
 } from '../engine/backbone';
-import { classifierZip } from '../engine/classifier-export';
+import { classifierZip, onnxClassifierZip } from '../engine/classifier-export';
 import { parse } from '../engine/schema';
 import { fetchSource, readJson, readVerified, type FileSource } from '../engine/files';
 import { checkGenerator } from '../engine/generator-check';
@@ -348,7 +348,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
             await readJson(files, 'backbone.json'),
             'backbone.json',
           );
-          const zip = classifierZip(
+          const zip = (request.format === 'onnx' ? onnxClassifierZip : classifierZip)(
             await readVerified(files, manifest.model_file.file, manifest.model_file),
             await readVerified(files, manifest.weights_file.file, manifest.weights_file),
             manifest,

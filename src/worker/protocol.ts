@@ -68,9 +68,10 @@ export type WorkerRequest =
       learningRate?: number;
     }
   | {
-      /** The whole classifier (backbone + one head) as a tfjs graph model folder, zipped. */
+      /** The whole classifier (backbone + one head), zipped: a tfjs graph model folder or one ONNX graph. */
       type: 'export-classifier';
       requestId: number;
+      format: 'tfjs' | 'onnx';
       releaseUrl: string;
       weight: Float32Array;
       bias: Float32Array;
