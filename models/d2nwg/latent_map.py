@@ -56,8 +56,9 @@ def build_map(latents: np.ndarray, tokens: int, seed: int) -> dict:
     centre = latents.mean(0)
     _, singular, vt = np.linalg.svd(latents - centre, full_matrices=False)
     components = vt[:2]
-    kept = latents[np.sort(np.random.default_rng(seed).choice(len(latents), size=min(tokens, len(latents)),
-                                                               replace=False))].round(3)
+    # float64 before rounding, so that the JSON holds 3 decimals, not float32's expansions
+    drawn = np.sort(np.random.default_rng(seed).choice(len(latents), size=min(tokens, len(latents)), replace=False))
+    kept = latents.astype(np.float64)[drawn].round(3)
     # Nearest other kept latent, in the full space (the page measures a sample against the same set).
     squared = (kept ** 2).sum(1)
     distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * kept @ kept.T, 0))
