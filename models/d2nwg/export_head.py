@@ -19,23 +19,33 @@ Usage (from `models/`):
 
 reads the checkpoint in `release/head/` (with `--config NAME`, the one under
 `<cache>/generator-NAME/head/`) and writes the graphs, `manifest.json` and
-`trace.json` beside it.
+`trace.json` beside it. The manifest's `refine` block (the refine's λ rule,
+`refine.py`) is copied from `refine.json`, which `evaluate-generator` writes
+(its λs are calibrated on held-out zoo tasks), so evaluate runs first;
+
+    /usr/bin/python3 -m d2nwg.export_head refine [FOLDER]
+
+rewrites only that block of FOLDER's `manifest.json` (default `release/head/`),
+leaving the graphs as they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 from .checkpoint import MODEL_PARTS
+from .config import RELEASE_DIR
 from .features import backbone_id
 from .generation import SamplingSettings
 from .hashing import sha256_file
 from .head_generator import HeadGenerator
 from .onnx_export import RELEASE_VERSION, FixtureCondition, export_encoder, export_graph, tensor_json, trace_step
+from .refine import RefineSpec
 
 TRACE_TOLERANCE = 1e-4  # largest absolute difference the engine's replay may show
 # What the engine uses when a caller does not say (temperature: see the report's sweep).
@@ -60,6 +70,24 @@ def record_trace(generator: HeadGenerator, settings: SamplingSettings) -> dict:
         "weight": tensor_json(weight),
         "bias": tensor_json(bias),
     }
+
+
+def refine_block(generator_dir: Path) -> dict:
+    """The manifest's `refine` block: the λ grid, the cross-validation rule and the calibrated λ per shot
+    count, from the evaluation's `refine.json`."""
+    path = generator_dir / "refine.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python3 -m d2nwg evaluate-generator` first (it calibrates λ)")
+    return RefineSpec.from_manifest(json.loads(path.read_text())["refine"]).manifest()
+
+
+def update_refine(generator_dir: Path) -> dict:
+    """Rewrites only the `refine` block of an exported manifest."""
+    path = generator_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["refine"] = refine_block(generator_dir)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
 
 
 def export(generator_dir: Path) -> dict:
@@ -110,8 +138,22 @@ def export(generator_dir: Path) -> dict:
                             " && /usr/bin/python3 -m d2nwg quantize-generator --family head"),
         "torch_version": torch.__version__,
         "variants": {},  # reduced-precision graphs that lose no measurable accuracy: quantize.py adds them
+        "refine": refine_block(generator_dir),
         # the page's latent map (latent_map.py writes it after export); null until then
         "latent_map": None,
     }
     (generator_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "refine" or len(argv) > 2:
+        print("usage: python3 -m d2nwg.export_head refine [FOLDER]", file=sys.stderr)
+        return 2
+    folder = Path(argv[1]) if len(argv) == 2 else RELEASE_DIR / "head"
+    print(json.dumps(update_refine(folder)["refine"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
