@@ -73,7 +73,7 @@ class DemoConfig:
     data_name: str = "data"  # <cache>/<data_name>: the datasets (and <cache>/features for their features)
     zoo_name: str = "zoo"  # <cache>/<zoo_name>/heads: the head zoo
     support_per_class: int = 5
-    query_per_class: int = 10  # at most: a class with fewer test images gives all of them
+    query_per_class: int = 6  # at most (a class with fewer test images gives all of them): keeps public/demo/ under 2 MB
     min_query_per_class: int = 5
     # One seen demo per pick: (pool families, fewest classes, most classes) of the zoo task it draws.
     seen_picks: tuple = ((("glyph-digits", "glyph-letters"), 8, 10), (("emoji", "clipart"), 5, 5))
