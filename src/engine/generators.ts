@@ -124,13 +124,21 @@ export async function openGenerator(
   { precision = 'fp32', backend = 'auto', orFp32 = false }: OpenOptions = {},
 ): Promise<WeightGenerator> {
   const schema = family === 'head' ? headManifestSchema : cnnManifestSchema;
-  const files = await loadGeneratorFiles<GeneratorManifest>(source, schema, precision, { orFp32 });
+  let files = await loadGeneratorFiles<GeneratorManifest>(source, schema, precision, { orFp32 });
   if (files.manifest.family !== family)
     throw new Error(
       `the release at this address is the ${files.manifest.family} family, not ${family}`,
     );
   // The backend is proven by opening the decoder on it; that session is kept.
-  const { selected, probeSession } = await selectBackend(backend, host, files.decoder);
+  let { selected, probeSession } = await selectBackend(backend, host, files.decoder);
+  if (selected.backend === 'webgpu' && files.precision === 'int8' && orFp32) {
+    // The int8 graphs' dynamic quantisation gives wrong numbers on onnxruntime-web's WebGPU
+    // provider (measured on Chromium's adapter: heads 100× too large); fp32 runs there instead,
+    // and the result's `precision` says so.
+    await probeSession.release();
+    files = await loadGeneratorFiles<GeneratorManifest>(source, schema, 'fp32');
+    ({ selected, probeSession } = await selectBackend('webgpu', host, files.decoder));
+  }
   return files.manifest.family === 'head'
     ? HeadGenerator.create({ ...files, manifest: files.manifest }, selected, probeSession)
     : CnnGenerator.create({ ...files, manifest: files.manifest }, selected, probeSession);

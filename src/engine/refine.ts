@@ -46,6 +46,9 @@ export const refineSpecSchema = object({
 });
 export type RefineSpec = ReturnType<typeof refineSpecSchema>;
 
+/** Gradient tolerance of the cross-validation solves, whose heads are only scored (argmax). */
+const CV_TOLERANCE = 1e-4;
+
 /** The grid the factory's refine.py uses; the tests' spec where no manifest is read. */
 export const LAMBDA_GRID = [0.001, 0.01, 0.1, 1, 10] as const;
 export const DEFAULT_SPEC: RefineSpec = {
@@ -417,7 +420,8 @@ export function chooseLambda(
     // Down the grid, each solve starts from the previous λ's optimum.
     let theta: Float64Array | undefined;
     grid.forEach((lambda, g) => {
-      const solved = refineOn(prior, prepared, { lambda }, theta);
+      // Only the validation accuracy is used: a looser tolerance than the final solve.
+      const solved = refineOn(prior, prepared, { lambda, tolerance: CV_TOLERANCE }, theta);
       theta = solved.theta;
       scores[g]! += accuracy(solved.result.head, validation);
     });
