@@ -2,7 +2,7 @@
 // (root), no background network traffic, a fresh profile (Playwright makes one
 // per launch). Nothing here downloads a browser.
 
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterEach, expect, inject } from 'vitest';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -106,4 +106,15 @@ export async function fineTuneEveryStart(page: Page, starts: number): Promise<st
     )
     .toBe(starts);
   return finals.locator('th').allInnerTexts();
+}
+
+/**
+ * The README's pictures: `locator` as a palette PNG (a third of the bytes of a
+ * full-colour one; every clone carries these files).
+ */
+export async function saveScreenshot(locator: Locator, path: string): Promise<void> {
+  const { default: sharp } = await import('sharp');
+  await sharp(await locator.screenshot())
+    .png({ palette: true, effort: 10 })
+    .toFile(path);
 }

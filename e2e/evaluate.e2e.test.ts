@@ -7,7 +7,13 @@ import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { main } from '../src/node/cli';
-import { checkedPages, fineTuneEveryStart, generationDone, launchChromium } from './browser';
+import {
+  checkedPages,
+  fineTuneEveryStart,
+  generationDone,
+  launchChromium,
+  saveScreenshot,
+} from './browser';
 
 const fixtures = resolve(import.meta.dirname, '../models/fixtures/images');
 
@@ -114,8 +120,9 @@ describe('held-out accuracy in the page', () => {
     expect(await page.getByTestId('fine-tune-chart').locator('svg circle').count()).toBe(3 * 11);
     // README's picture of this flow: `UPDATE_SCREENSHOTS=1 npm run test:e2e` rewrites it.
     if (process.env.UPDATE_SCREENSHOTS === '1')
-      await page
-        .locator('section[aria-labelledby="generate-title"]')
-        .screenshot({ path: resolve(import.meta.dirname, 'screenshots/own-folder.png') });
+      await saveScreenshot(
+        page.locator('section[aria-labelledby="generate-title"]'),
+        resolve(import.meta.dirname, 'screenshots/own-folder.png'),
+      );
   });
 });

@@ -116,7 +116,9 @@ describe('choosing a dataset, Chromium without WebGPU', () => {
         'dogs/x.png': 'glyph-rgba.png',
       }),
     );
-    expect(await summary(page)).toContain('2 classes: cats (3), dogs (3)');
+    await expect
+      .poll(() => page.getByTestId('dataset-summary').innerText())
+      .toContain('2 classes: cats (3), dogs (3)');
     await page.getByTestId('holdout-checkbox').uncheck();
     await page.getByTestId('samples-input').fill('1');
     await page.getByTestId('steps-input').fill('1');
