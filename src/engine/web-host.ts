@@ -27,14 +27,17 @@ function gpu(): GpuLike | undefined {
 /**
  * Where onnxruntime-web's wasm runtime (ort-wasm-simd-threaded.jsep.mjs and
  * .wasm) is served; call before the first session. Threads need cross-origin
- * isolation (the app serves COOP/COEP headers); without it, one thread.
+ * isolation (the app serves COOP/COEP headers); without it, one thread. On two
+ * cores or fewer, one thread too: there the worker's own thread and the browser
+ * share the cores with onnxruntime's, and 8 head samples × 50 steps took
+ * 3.0–4.1 s with 2 threads against 1.7–2.2 s with one (fp32, 2 classes,
+ * Chromium on this project's 2-core machines).
  */
 export function configureWebRuntime({ wasmPaths }: { wasmPaths: string }): void {
   ort.env.wasm.wasmPaths = wasmPaths;
   ort.env.logLevel = 'error';
-  ort.env.wasm.numThreads = globalThis.crossOriginIsolated
-    ? Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 1)
-    : 1;
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  ort.env.wasm.numThreads = globalThis.crossOriginIsolated && cores > 2 ? Math.min(4, cores) : 1;
 }
 
 export async function webGpuUnavailableReason(): Promise<string | null> {
