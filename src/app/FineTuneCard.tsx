@@ -72,6 +72,11 @@ export function FineTuneCard() {
       </p>
       {run.status === 'running' ? (
         <p role="status">
+          <progress
+            max={Math.max(run.progress.total, 1)}
+            value={run.progress.done}
+            data-testid="fine-tune-progress"
+          />{' '}
           {describeProgress(run.progress)}
           {run.progress.backend !== undefined && ` on ${run.progress.backend}`}…{' '}
           <button onClick={cancel}>Cancel</button>

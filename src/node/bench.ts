@@ -3,7 +3,7 @@
 // 20 images of seeded unit-norm features, 8 samples, 50 DDIM steps, the
 // release's other defaults. Writes bench/REPORT.md and bench/report.json.
 //
-//   npm run bench [-- --repeats N]
+//   npm run bench:node [-- --repeats N]   (npm run bench: this, then bench:browser)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { format, resolveConfig } from 'prettier';
@@ -204,7 +204,7 @@ async function main(): Promise<void> {
     '',
     `${CLASSES} classes × ${IMAGES} images (seeded features), ${SAMPLES} samples, ${STEPS} DDIM steps, guidance and ` +
       `temperature at the release defaults; median of ${repeats} runs after one warm-up. ${machine}. ` +
-      'Rebuild: `npm run bench`.',
+      'Rebuild: `npm run bench:node` (`npm run bench` runs it and the browser benchmark).',
     '',
     '| family | arch | graphs | encoder MB | denoiser MB | decoder MB | encode ms | denoise ms | decode ms | total ms | peak RSS MB |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
