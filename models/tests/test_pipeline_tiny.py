@@ -139,7 +139,26 @@ def test_generated_heads_beat_chance_on_held_out_images_of_seen_tasks(cache):
     assert seen["generated"]["mean"] > seen["chance"] + 0.1, seen
     report = (folder / "REPORT.md").read_text()
     assert "| measure | target | measured |" in report
-    assert "mean ± standard deviation over 3 generated heads" in report
+    assert "means over 3 generated heads" in report
+
+
+def test_head_evaluation_runs_the_episode_protocol_and_calibrates_the_refine(cache):
+    folder = cache / "generator-tiny" / "head"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    one = metrics["protocol"]["shots"]["1"]
+    assert one["datasets"] == len(one["per_dataset"]) == len(ids_on_side(cache, "unseen"))
+    for method, macro in one["macro"].items():
+        assert macro["low"] <= macro["mean"] <= macro["high"], method
+    chance = np.mean([1 / r["classes"] for r in one["per_dataset"]])
+    assert one["macro"]["logistic"]["mean"] > chance + 0.1
+    assert one["pairs"]["refined - logistic"]["mean"] == pytest.approx(
+        one["macro"]["refined"]["mean"] - one["macro"]["logistic"]["mean"])
+    # Three train images a class in the tiny build: 5 and 20 shots are skipped and listed.
+    assert {s["shots"] for s in metrics["protocol"]["skipped"]} == {5, 20}
+    refine = json.loads((folder / "refine.json").read_text())["refine"]
+    assert json.loads((folder / "manifest.json").read_text())["refine"] == refine
+    assert sorted(refine["lambda_by_shots"]) == ["1", "2"] and refine["cv_min_images"] == 3
+    assert "## Episode protocol (unseen datasets)" in (folder / "REPORT.md").read_text()
 
 
 def test_generator_checkpoint_rebuilds_and_generates_deterministically(cache):
