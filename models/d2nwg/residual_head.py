@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from .config import as_dict, cache_dir, from_dict, load_config
+from .weight_vae import mlp
 
 log = logging.getLogger("d2nwg.residual_head")
 
@@ -365,15 +366,6 @@ def build_bank(corpus, tasks: np.ndarray, stats: SeenStatistics, config: Residua
 
 
 # ---- the denoiser -------------------------------------------------------------------------------------
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -292,14 +292,7 @@ const createGenerateSlice =
         const demo =
           demos.status === 'ready' ? demos.index.demos.find((d) => d.id === id) : undefined;
         if (demo === undefined) return;
-        // The visitor's own folder replaces a demo, and the demo's held-out images with it.
-        const wasDemo = get().activeDemo !== null;
-        set({
-          readingDataset: true,
-          generateRun: { status: 'idle' },
-          activeDemo: null,
-          ...(wasDemo ? { queryDataset: null, holdOut: true } : {}),
-        });
+        set({ readingDataset: true, generateRun: { status: 'idle' }, activeDemo: null });
         try {
           const loaded = await loadDemo(fetchSource(deps.demoUrl), demo);
           await get().setQueryDataset(loaded.query);
