@@ -15,6 +15,7 @@ import {
   predict,
   randomHead,
   stratifiedFolds,
+  headOfNetwork,
   labelled,
   unitNormalise,
   type LabelledFeatures,
@@ -279,12 +280,7 @@ export async function evaluateWeights(
       : {}),
   };
   if (family === 'head') {
-    const headOf = (n: NetworkWeights) => ({
-      classes,
-      dim: q.dim,
-      weight: n.weight!.data,
-      bias: n.bias!.data,
-    });
+    const headOf = (n: NetworkWeights) => headOfNetwork(n, classes, q.dim);
     const rng = new Mulberry32(0);
     const random = Array.from({ length: RANDOM_NETWORKS }, () =>
       accuracy(

@@ -2,6 +2,8 @@
 // heads are measured against: nearest class mean and logistic regression
 // trained on the support set. Features are L2-normalised first, as everywhere.
 
+import type { NetworkWeights } from './sampling';
+
 export interface Head {
   classes: number;
   dim: number;
@@ -14,6 +16,13 @@ export interface LabelledFeatures {
   /** [N, dim] row-major */
   features: Float32Array;
   labels: Int32Array;
+}
+
+/** A head family network (its `weight` [classes, dim] and `bias` tensors) as a Head. */
+export function headOfNetwork(network: NetworkWeights, classes: number, dim: number): Head {
+  const { weight, bias } = network;
+  if (weight === undefined || bias === undefined) throw new Error('a head has weight and bias');
+  return { classes, dim, weight: weight.data, bias: bias.data };
 }
 
 export function unitNormalise(features: Float32Array, dim: number): Float32Array {

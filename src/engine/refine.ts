@@ -12,7 +12,7 @@
 // same one by another route (L-BFGS over the full W), which the parity test checks.
 
 import type { Head, LabelledFeatures } from './heads';
-import { accuracy, labelled, rowProducts, stratifiedFolds } from './heads';
+import { accuracy, headOfNetwork, labelled, rowProducts, stratifiedFolds } from './heads';
 import type { NetworkWeights } from './sampling';
 import { array, integer, number, object, record } from './schema';
 
@@ -479,11 +479,7 @@ export function refineNetworks(
   spec: RefineSpec,
 ): { networks: NetworkWeights[]; choice: LambdaChoice } {
   const support = labelled(perClass, featureDim);
-  const heads = networks.map((n) => {
-    const { weight, bias } = n;
-    if (weight === undefined || bias === undefined) throw new Error('a head has weight and bias');
-    return { classes: perClass.length, dim: featureDim, weight: weight.data, bias: bias.data };
-  });
+  const heads = networks.map((n) => headOfNetwork(n, perClass.length, featureDim));
   const { heads: refined, choice } = refineHeads(heads, support, perClass.length, spec);
   return {
     networks: refined.map((h) => ({

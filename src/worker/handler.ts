@@ -15,7 +15,7 @@ import { checkGenerator } from '../engine/generator-check';
 import { GeneratorRegistry } from '../engine/generators';
 import { evaluateWeights, pretrainedHead } from '../engine/evaluation';
 import { FINE_TUNING, fineTuneCurves, type FineTuneStart } from '../engine/fine-tune';
-import { labelled, randomHead, type LabelledFeatures } from '../engine/heads';
+import { headOfNetwork, labelled, randomHead, type LabelledFeatures } from '../engine/heads';
 import { Mulberry32 } from '../engine/rng';
 import type { NetworkWeights } from '../engine/sampling';
 import { datasetFeatures, generateWeights, type FeatureExtractor } from '../engine/pipeline';
@@ -195,12 +195,7 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
     );
     if (request.family === 'head') {
       const headsOf = (networks: readonly NetworkWeights[]) =>
-        networks.map((n) => ({
-          classes: support.classes.length,
-          dim: support.featureDim,
-          weight: n.weight!.data,
-          bias: n.bias!.data,
-        }));
+        networks.map((n) => headOfNetwork(n, support.classes.length, support.featureDim));
       const rng = new Mulberry32(0);
       lastRun = {
         support: labelled(support.perClass, support.featureDim),
