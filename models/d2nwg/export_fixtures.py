@@ -12,8 +12,9 @@ Usage (from `models/`):
     /usr/bin/python3 -m d2nwg fixtures [--out DIR]
 
 Writes PNGs into DIR/images, DIR/ddim-trace.json, DIR/gray28-trace.json (the cnn
-family's 28×28 conversion of each image) and DIR/refine.json (one refine of the
-head trace's first head, refine.py; default DIR: `fixtures`).
+family's 28×28 conversion of each image), DIR/refine.json (one refine of the
+head trace's first head, refine.py) and DIR/residual-support.json (the residual
+head's supports, residual_head.py, on synthetic statistics; default DIR: `fixtures`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main(argv: list[str]) -> int:
     (args.out / "ddim-trace.json").write_text(json.dumps(ddim_traces()) + "\n")
     (args.out / "gray28-trace.json").write_text(json.dumps(gray28_trace(args.out / "images")) + "\n")
     (args.out / "refine.json").write_text(json.dumps(refine_fixture(RELEASE_DIR / "head" / "trace.json")) + "\n")
+    (args.out / "residual-support.json").write_text(json.dumps(residual_support_fixture()) + "\n")
     print(f"wrote {len(drawings())} images, {len(ddim_traces())} DDIM traces and the 28×28 conversions to {args.out}")
     return 0
 
@@ -97,3 +99,62 @@ def ddim_traces() -> list[dict]:
         ddim.trace(ddim.NoiseSchedule(beta_schedule="scaled_linear", beta_start=8.5e-4, beta_end=1.2e-2),
                    steps=3, eta=1.0, seed=3, shape=(4,)),
     ]
+
+
+def rounded(values: np.ndarray) -> np.ndarray:
+    """`values` at 7 significant digits (float64): what the fixture writes, and, as float32, what the factory
+    side computes from, so both languages start from the same numbers."""
+    return np.array([float(f"{v:.7g}") for v in np.ravel(values)]).reshape(np.shape(values))
+
+
+def residual_support_fixture() -> dict:
+    """Every field of `residual_head.build_support` and one `decode_residual` for supports that cover 1
+    image a class (no principal directions), 2 (no second one), mixed counts, 5, two classes and one,
+    on synthetic seen statistics (F = 24, r = 8) with the release basis and shrinkage."""
+    from .residual_head import ResidualConfig, ResidualScale, SeenStatistics, build_support, decode_residual
+
+    rng = np.random.default_rng(11)
+    dim, rank, samples = 24, 8, 2
+    config = ResidualConfig(global_rank=3)
+    reference_scale = 50.0
+    vectors, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    eigenvectors = rounded(vectors[:, :rank].T)
+    eigenvalues = rounded(np.sort(10 ** rng.uniform(-4, -2, rank))[::-1])
+    variance = rounded(rng.uniform(2e-4, 2e-3, dim))
+    stats = SeenStatistics(eigenvectors.astype(np.float32), eigenvalues.astype(np.float32), variance.astype(np.float32))
+    coords = config.global_rank + len(config.basis)
+    scale_weight = rounded(np.linspace(0.5, 2.0, coords))
+    residual_scale = ResidualScale(scale_weight.astype(np.float32), 0.3)
+
+    def tensor(a: np.ndarray) -> dict:
+        return {"shape": list(np.shape(a)), "data": rounded(np.asarray(a, np.float64)).ravel().tolist()}
+
+    cases = []
+    for name, counts in (("one image", (1, 1, 1, 1)), ("two images", (2, 2, 2)), ("mixed", (1, 3, 5)),
+                         ("five images", (5, 5, 5, 5)), ("two classes", (3, 4)), ("one class", (3,))):
+        centres = rng.standard_normal((len(counts), dim))
+        images = []
+        for centre, count in zip(centres, counts):
+            x = centre + 0.5 * rng.standard_normal((count, dim))
+            images.append(rounded(x / np.linalg.norm(x, axis=1, keepdims=True)))
+        support = build_support([x.astype(np.float32) for x in images], stats, config, reference_scale)
+        residual = rounded(rng.standard_normal((samples, len(counts), coords + 1)))
+        weight, bias = decode_residual(residual.astype(np.float32), support, residual_scale)
+        mask = support.image_mask
+        cases.append({
+            "name": name,
+            "images": [x.ravel().tolist() for x in images],
+            "weight": tensor(support.weight), "bias": tensor(support.bias), "basis": tensor(support.basis),
+            "factors": tensor(support.factors), "image_features": tensor(support.image_features),
+            "image_mask": {"shape": list(mask.shape), "data": mask.astype(int).ravel().tolist()},
+            "class_features": tensor(support.class_features), "shots": support.shots,
+            "residual": tensor(residual), "decoded_weight": tensor(weight), "decoded_bias": tensor(bias),
+        })
+    return {
+        "stats": {"eigenvectors": tensor(eigenvectors), "eigenvalues": eigenvalues.tolist(),
+                  "variance": variance.tolist()},
+        "spec": {"shrinkage": config.shrinkage, "basis": list(config.basis), "global_rank": config.global_rank,
+                 "reference_scale": reference_scale},
+        "residual_scale": {"weight": scale_weight.tolist(), "bias": residual_scale.bias},
+        "supports": cases,
+    }

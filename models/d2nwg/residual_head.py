@@ -70,18 +70,19 @@ class ResidualConfig:
     whitening_rank: int = 128
     shrinkage: float = 3e-4  # λ of the reference's A
     basis: tuple[str, ...] = ("lda", "mean", "centre", "diag", "sign", "pc1", "pc2", "nearest")
-    global_rank: int = 0  # > 0: the basis starts with the top within-class eigenvectors of the seen data
+    global_rank: int = 32  # > 0: the basis starts with the top within-class eigenvectors of the seen data
     # Training bank: per training task, one support draw per shot count
     shots: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
     bank_draws: int = 1
     # Denoisers: one per "target:prediction" (target "full": the full-split reference; "zoo": the zoo
     # heads; prediction "x0" or "eps"), all trained on one bank
-    runs: tuple[str, ...] = ("full:x0", "full:eps", "zoo:x0")
-    hidden: int = 256
+    # (the release: one run, "full:eps", saved as generator.pt)
+    runs: tuple[str, ...] = ("full:eps",)
+    hidden: int = 192
     image_hidden: int = 64
     blocks: int = 3
-    steps: int = 20000
-    batch: int = 512
+    steps: int = 16000
+    batch: int = 256
     lr: float = 1e-3
     train_steps: int = 1000  # diffusion timesteps T
     beta_schedule: str = "linear"
@@ -152,16 +153,20 @@ def gram_schmidt(vectors: np.ndarray, tolerance: float = 1e-3) -> tuple[np.ndarr
 
 def principal_directions(images: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
     """Top `count` principal directions [C, count, F] of each class's masked images [C, k, F] (zero
-    where a class has too few images)."""
+    where a class has too few images), each with its largest-magnitude coordinate positive."""
     out = np.zeros((images.shape[0], count, images.shape[2]), np.float32)
     for c in range(images.shape[0]):
-        x = images[c, mask[c]]
+        x = images[c, mask[c]].astype(np.float64)  # float64: no float32 noise in a 2-image class's zero singular value
         if len(x) < 2:
             continue
         x = x - x.mean(0)
         _, s, vt = np.linalg.svd(x, full_matrices=False)
         keep = min(count, int((s > 1e-6 * max(s[0], 1e-12)).sum()))
-        out[c, :keep] = vt[:keep]
+        # An SVD's signs are arbitrary: fix each direction's largest-magnitude coordinate positive, so
+        # another implementation (the engine's) gets the same basis.
+        top = vt[:keep]
+        signs = np.sign(top[np.arange(keep), np.abs(top).argmax(1)])
+        out[c, :keep] = top * signs[:, None]
     return out
 
 
@@ -375,6 +380,19 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], -1)
 
 
+class PlainLayerNorm(nn.Module):
+    """Layer normalisation without scale or shift, written out: torch's own (elementwise_affine=False)
+    exports to ONNX without the scale input opset 17 requires."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(-1, keepdim=True)
+        return centred / (centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+
+
 @dataclasses.dataclass(frozen=True)
 class DenoiserShape:
     coords: int  # K + 1
@@ -401,7 +419,7 @@ class ResidualDenoiser(nn.Module):
         self.condition_net = mlp([shape.class_features + 2 * hi, h, h])
         self.time_net = mlp([h, h, h])
         self.input = nn.Linear(shape.coords, h)
-        self.norms = nn.ModuleList(nn.LayerNorm(h, elementwise_affine=False) for _ in range(shape.blocks))
+        self.norms = nn.ModuleList(PlainLayerNorm() for _ in range(shape.blocks))
         self.films = nn.ModuleList(nn.Linear(h, 2 * h) for _ in range(shape.blocks))
         self.blocks = nn.ModuleList(mlp([h, 2 * h, h]) for _ in range(shape.blocks))
         self.output = nn.Linear(h, shape.coords)
@@ -512,6 +530,55 @@ class ResidualGenerator:
 
         return sample_guided(self.schedule, x_T.astype(np.float64), eps_fn, steps, 0.0, 1.0, None)
 
+    def initial_noise(self, samples: int, classes: int, seed: int):
+        """x_T [S, C, K + 1] = Mulberry32(seed) normals, row-major (the engine's convention), and the stream
+        η > 0 continues from."""
+        from .rng import Mulberry32
+
+        rng = Mulberry32(seed)
+        return rng.normals(samples * classes * self.model.shape.coords).reshape(samples, classes, -1), rng
+
+    @torch.no_grad()
+    def generate_batch(self, supports: list[list[np.ndarray]], settings, seeds: list[int],
+                       record=None) -> tuple[np.ndarray, np.ndarray]:
+        """Heads for many supports (each per class [k_c, F], unit-norm): support b from x_T =
+        Mulberry32(seeds[b]) normals × temperature, DDIM with the settings' steps and η → weight
+        [B, S, C, F], bias [B, S, C]. Every support in one call must have the same class count. The
+        residual model has no unconditional mode, so guidance must be 1. `record` sees every DDIM step
+        (the export's parity trace)."""
+        from .ddim import sample_guided
+
+        if settings.guidance != 1.0:
+            raise ValueError("the residual head generator has no unconditional mode: guidance must be 1")
+        classes = len(supports[0])
+        if any(len(s) != classes for s in supports):
+            raise ValueError("generate_batch needs supports with the same class count")
+        built = [self.support(s) for s in supports]
+        starts = [self.initial_noise(settings.samples, classes, seed) for seed in seeds]
+        x = np.concatenate([noise for noise, _ in starts]) * settings.temperature  # [B·S, C, K + 1]
+        condition = torch.cat([self.condition(b).repeat(settings.samples, 1) for b in built])  # row (b, s, c)
+        dim = self.model.shape.coords
+        alphas = self.schedule.alphas_cumprod()
+
+        def eps_fn(x: np.ndarray, t: int, condition_scale: np.ndarray) -> np.ndarray:
+            out = self.model(torch.from_numpy(x.reshape(-1, dim)).float(), torch.full((x.shape[0] * x.shape[1],), t),
+                             condition).double().numpy().reshape(x.shape)
+            if self.model.shape.prediction == "eps":
+                return out
+            a = alphas[t]
+            return (x - math.sqrt(a) * out) / math.sqrt(1 - a)  # ε from x̂₀, the inverse of (12)
+
+        coords = sample_guided(self.schedule, x.astype(np.float64), eps_fn, settings.steps, settings.eta, 1.0,
+                               [rng for _, rng in starts], record)
+        coords = coords.reshape(len(built), settings.samples, classes, dim)
+        heads = [self.heads(coords[b], built[b]) for b in range(len(built))]
+        return np.stack([w for w, _ in heads]), np.stack([b for _, b in heads])
+
+    def reference_heads(self, supports: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """The closed-form reference head of each support: weight [B, C, F], bias [B, C]."""
+        built = [self.support(s) for s in supports]
+        return np.stack([b.weight for b in built]), np.stack([b.bias for b in built])
+
     @torch.no_grad()
     def conditional_mean(self, support: Support) -> np.ndarray:
         """x̂₀ at t = T − 1 from x_t = 0: ≈ E[a | support] for an x₀-prediction model ([1, C, K + 1])."""
@@ -561,8 +628,14 @@ def load_corpus(config: ResidualConfig):
     return corpus, heads_of
 
 
-def train(config: ResidualConfig, name: str) -> dict:
+def checkpoint_name(run: str, runs: tuple[str, ...]) -> str:
+    """The file a run's generator is saved in: `generator.pt` when it is the only run (the release)."""
+    return "generator.pt" if len(runs) == 1 else f"{run.replace(':', '-')}.pt"
+
+
+def train(config: ResidualConfig, folder: Path) -> dict:
     from .ddim import NoiseSchedule
+    from .hashing import sha256_file
 
     torch.set_num_threads(1)
     started = time.monotonic()
@@ -570,12 +643,15 @@ def train(config: ResidualConfig, name: str) -> dict:
     rng = np.random.default_rng(config.seed)
     corpus, heads_of = load_corpus(config)
     tasks = len(corpus.task_ids)
+    inputs = {"zoo_table_sha256": sha256_file(cache_dir() / config.zoo_name / "heads" / "models.csv"),
+              "heads": len(corpus.tokens), "tasks": tasks, "rows": int(sum(len(t) for t in corpus.tokens))}
     train_tasks = np.arange(tasks - config.validation_tasks)
     timings["load_s"] = time.monotonic() - started
     mark = time.monotonic()
     train_classes = sorted({k for t in train_tasks for k in corpus.task_classes[t]})
     stats = seen_statistics(corpus.features, [corpus.class_train[k] for k in train_classes], config.whitening_rank)
-    reference_scale = fit_reference_scale(corpus, rng.choice(train_tasks, 300, replace=False), stats, config, heads_of)
+    scale_tasks = rng.choice(train_tasks, min(300, len(train_tasks)), replace=False)
+    reference_scale = fit_reference_scale(corpus, scale_tasks, stats, config, heads_of)
     timings["statistics_s"] = time.monotonic() - mark
     mark = time.monotonic()
     bank = build_bank(corpus, train_tasks, stats, config, reference_scale, heads_of, rng)
@@ -583,9 +659,9 @@ def train(config: ResidualConfig, name: str) -> dict:
     log.info("bank: %d rows, scale %.2f, %.0f s", len(bank.full), reference_scale, timings["bank_s"])
     del corpus
     schedule = NoiseSchedule(train_steps=config.train_steps, beta_schedule=config.beta_schedule)
-    folder = out_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
-    summary = {"config": as_dict(config), "rows": int(len(bank.full)), "reference_scale": reference_scale, "runs": {}}
+    summary = {"config": as_dict(config), "inputs": inputs, "rows": int(len(bank.full)), "reference_scale": reference_scale,
+               "runs": {}}
     for run in config.runs:
         target, prediction = run.split(":")
         mark = time.monotonic()
@@ -593,7 +669,7 @@ def train(config: ResidualConfig, name: str) -> dict:
         residual_scale = fit_residual_scale(raw)
         model, history = train_denoiser(bank, target, prediction, residual_scale, config, schedule)
         generator = ResidualGenerator(model, stats, config, reference_scale, residual_scale, schedule, target)
-        generator.save(folder / f"{target}-{prediction}.pt")
+        generator.save(folder / checkpoint_name(run, config.runs))
         summary["runs"][run] = {"train_s": round(time.monotonic() - mark, 1), "history": history}
     timings["total_s"] = time.monotonic() - started
     summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
@@ -687,7 +763,7 @@ def measure(config: ResidualConfig, name: str) -> dict:
     torch.set_num_threads(1)
     started = time.monotonic()
     folder = out_dir(name)
-    generators = {run: ResidualGenerator.load(folder / f"{run.replace(':', '-')}.pt") for run in config.runs}
+    generators = {run: ResidualGenerator.load(folder / checkpoint_name(run, config.runs)) for run in config.runs}
     corpus, heads_of = load_corpus(config)
     any_generator = next(iter(generators.values()))
     tasks = list(range(len(corpus.task_ids) - config.validation_tasks, len(corpus.task_ids)))
@@ -806,7 +882,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config(ResidualConfig(), "residual", args.config)
     if args.command == "train":
-        summary = train(config, args.config)
+        summary = train(config, out_dir(args.config))
         log.info("trained %s in %.0f s", list(summary["runs"]), summary["timings"]["total_s"])
     else:
         results = measure(config, args.config)

@@ -1,12 +1,15 @@
 """The residual head prototype on synthetic supports: the reference head, the basis, the residual round
 trip, and one DDIM run through an untrained denoiser (seconds; no cache)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from d2nwg import residual_head as rh
 from d2nwg.ddim import NoiseSchedule
+from d2nwg.generation import SamplingSettings
 
 DIM = 12
 
@@ -113,3 +116,57 @@ def test_untrained_denoiser_samples_heads():
         assert coords.shape == (4, 3, dim) and np.isfinite(coords).all()
         weight, bias = generator.heads(coords, support)
         assert weight.shape == (4, 3, DIM) and bias.shape == (4, 3)
+
+
+@pytest.fixture(scope="module")
+def generator() -> rh.ResidualGenerator:
+    """An untrained generator with a non-zero output layer: what the sampler does, not what it learnt."""
+    torch.manual_seed(0)
+    stats = full_rank_stats()
+    config = rh.ResidualConfig(whitening_rank=DIM, shrinkage=0.05, global_rank=2, hidden=16, image_hidden=8, blocks=1)
+    probe = rh.build_support(synthetic_support(3, 2), stats, config, scale=5.0)
+    dim = probe.basis.shape[1] + 1
+    model = rh.ResidualDenoiser(rh.DenoiserShape(dim, probe.image_features.shape[-1], probe.class_features.shape[-1],
+                                                 16, 8, 1, "eps"))
+    torch.nn.init.normal_(model.output.weight, std=0.1)
+    return rh.ResidualGenerator(model.eval(), stats, config, 5.0, rh.ResidualScale(np.ones(dim - 1, np.float32), 1.0),
+                                NoiseSchedule(train_steps=100), "full")
+
+
+def test_same_seed_gives_the_same_heads_and_another_seed_other_heads(generator):
+    support = synthetic_support(3, 2)
+    settings = SamplingSettings(samples=2, steps=5, eta=0.5, temperature=1.0)
+    a = generator.generate_batch([support], settings, [1])
+    b = generator.generate_batch([support], settings, [1])
+    c = generator.generate_batch([support], settings, [2])
+    np.testing.assert_array_equal(a[0], b[0])
+    assert np.abs(a[0] - c[0]).max() > 1e-4
+    with pytest.raises(ValueError, match="guidance must be 1"):
+        generator.generate_batch([support], dataclasses.replace(settings, guidance=2.0), [1])
+
+
+def test_permuting_the_classes_permutes_the_rows(generator):
+    support = synthetic_support(4, 3)
+    settings = SamplingSettings(samples=1, steps=5, temperature=0.0)  # zero noise permutes trivially
+    order = [2, 0, 3, 1]
+    a, _ = generator.generate_batch([support], settings, [0])
+    b, _ = generator.generate_batch([[support[i] for i in order]], settings, [0])
+    np.testing.assert_allclose(b[0, 0], a[0, 0, order], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("classes", [2, 24])
+def test_any_class_count_and_uneven_images(generator, classes):
+    support = [x[: 1 + c % 4] for c, x in enumerate(synthetic_support(classes, 4, seed=classes))]
+    weight, bias = generator.generate_batch([support], SamplingSettings(samples=2, steps=3), [0])
+    assert weight.shape == (1, 2, classes, DIM) and bias.shape == (1, 2, classes)
+    assert np.isfinite(weight).all() and np.isfinite(bias).all()
+
+
+def test_a_batch_of_supports_generates_what_separate_calls_do(generator):
+    supports = [synthetic_support(3, 2, seed=s) for s in (1, 2, 3)]
+    settings = SamplingSettings(samples=2, steps=4, eta=0.5, temperature=0.7)
+    batch, batch_b = generator.generate_batch(supports, settings, [5, 6, 7])
+    for i, (support, seed) in enumerate(zip(supports, [5, 6, 7])):
+        alone, alone_b = generator.generate_batch([support], settings, [seed])
+        np.testing.assert_allclose(batch[i], alone[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(batch_b[i], alone_b[0], rtol=1e-5, atol=1e-5)
