@@ -88,7 +88,7 @@ describe('the demo datasets', () => {
     await expect.poll(() => page.getByTestId(`demo-${demo.id}`).count()).toBe(1);
     await runDemo(page, demo.id);
     expect(await page.getByTestId('generate-backend').getAttribute('data-backend')).toBe('webgpu');
-    // The page asks for int8 graphs; on WebGPU their dynamic quantisation is wrong, so fp32 ran.
+    // The head release ships fp32 graphs only (a few MB); the page says which precision ran.
     expect(await page.getByTestId('generate-precision').innerText()).toBe('fp32');
     expect(await page.getByTestId('evaluation-pretrained').count()).toBe(1);
     await expect

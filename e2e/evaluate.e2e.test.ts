@@ -36,7 +36,7 @@ interface CliEvaluation {
 
 async function cliEvaluation(support: string, query: string, out: string): Promise<CliEvaluation> {
   const stdout: string[] = [];
-  const settings = ['--samples', '2', '--steps', '3', '--seed', '0', '--precision', 'int8'];
+  const settings = ['--samples', '2', '--steps', '3', '--seed', '0', '--precision', 'fp32'];
   vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
   vi.spyOn(process.stdout, 'write').mockImplementation((s) => (stdout.push(String(s)), true));
   try {

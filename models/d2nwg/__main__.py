@@ -20,7 +20,6 @@ STAGES = {
     "evaluate-generator": "d2nwg.evaluate_generator",
     "export-generator": "d2nwg.export_generator",
     "quantize-generator": "d2nwg.quantize",
-    "ablate-generator": "d2nwg.ablate_generator",
     "class-folder": "d2nwg.class_folder",
     "demo": "d2nwg.demo",
     "latent-map": "d2nwg.latent_map",

@@ -31,7 +31,7 @@ log = logging.getLogger("d2nwg.evaluate_generator")
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg evaluate-generator", description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=tuple(FAMILIES), default="head")
-    parser.add_argument("--config", default=None, help="override file under configs/generator/ (training) and configs/evaluation/"
+    parser.add_argument("--config", default=None, help="override file under configs/residual/ (head training) or configs/cnn-generator/, and configs/evaluation/"
                         " (cnn: configs/cnn-evaluation/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

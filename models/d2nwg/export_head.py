@@ -1,32 +1,40 @@
-"""Export the head family's generator: three ONNX graphs, a manifest and a parity trace.
+"""Export the head family's generator: three ONNX graphs, the support statistics, a manifest and a trace.
 
-Graphs (opset 17, dynamic class / token / batch counts):
-  encoder.onnx   features [C, K, F] (unit-norm), image_mask [C, K] → class_tokens [C, d], dataset_token [d]
-  denoiser.onnx  latents [B, N, L], timestep [B], class_tokens [B, N, d], dataset_token [B, d],
-                 token_mask [B, N], condition_scale [B] → eps [B, N, L]          (one DDIM step's ε̂)
-  decoder.onnx   latents [N, L], basis [N, 2, F] → tokens [N, T]                 (normalised weight tokens)
+The generator (`residual_head.py`) builds a closed-form reference head and a per-class basis from the
+support, then runs DDIM over the residual's coordinates in that basis. The support arithmetic (reference,
+basis, the condition's inputs) is the engine's (`src/engine/residual-support.ts`, the same as
+`residual_head.build_support`); it needs the seen datasets' within-class statistics, shipped as
+`statistics.safetensors` (eigenvectors [r, F], eigenvalues [r], variance [F]). Graphs (opset 17, dynamic
+class / image / batch counts):
 
-The engine runs: encoder → x_T = Mulberry32(seed) normals → `steps` DDIM updates
-(the scheduler math lives in the engine, not in a graph) → latents / latent_scale
-and the support directions (`support_basis`: each class's unit mean feature and their mean) → decoder → de-normalise with the manifest's statistics → named weights.
+  encoder.onnx   image_features [C, K, P], image_mask [C, K], class_features [C, Q] → condition [C, h]
+                 (the set encoder over each class's support images, and the class statistics)
+  denoiser.onnx  latents [B, L], timestep [B], condition [B, h] → eps [B, L]   (one DDIM step's ε̂ per
+                 class row; L = basis rows + 1)
+  decoder.onnx   latents [C, S, L], basis [C, L − 1, F], reference_weight [C, F], reference_bias [C]
+                 → weight [C, S, F], bias [C, S]   (W = R + Σₖ aₖ σₖ Qₖ, b = r + a_L σ_b)
 
-`trace.json` records a run on fixture features: the encoder's outputs, every DDIM
-step's ε̂ and x_{t−1}, and the decoded heads, for the engine's parity tests.
+The engine runs: support → (reference, basis, conditions) → encoder → x_T = Mulberry32(seed) normals
+[S, C, L] × temperature → `steps` DDIM updates (the scheduler math lives in the engine) → decoder.
+
+`trace.json` records a run on fixture features: the support's reference head and conditions, the
+encoder's condition, every DDIM step's ε̂ and x_{t−1}, and the decoded heads, for the engine's parity
+tests.
 
 Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg export-generator [--config NAME]
 
-reads the checkpoint in `release/head/` (with `--config NAME`, the one under
-`<cache>/generator-NAME/head/`) and writes the graphs, `manifest.json` and
-`trace.json` beside it. The manifest's `refine` block (the refine's λ rule,
-`refine.py`) is copied from `refine.json`, which `evaluate-generator` writes
-(its λs are calibrated on held-out zoo tasks), so evaluate runs first;
+reads `generator.pt` in `release/head/` (with `--config NAME`, the one under
+`<cache>/generator-NAME/head/`) and writes the graphs, `statistics.safetensors`, `manifest.json` and
+`trace.json` beside it. The manifest's `refine` block (the refine's λ rule, `refine.py`) is copied from
+`refine.json`, which `evaluate-generator` writes (its λs are calibrated on held-out zoo tasks), so
+evaluate runs first;
 
     /usr/bin/python3 -m d2nwg.export_head refine [FOLDER]
 
-rewrites only that block of FOLDER's `manifest.json` (default `release/head/`),
-leaving the graphs as they are.
+rewrites only that block of FOLDER's `manifest.json` (default `release/head/`), leaving the graphs as
+they are.
 """
 
 from __future__ import annotations
@@ -36,39 +44,73 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
-from .checkpoint import MODEL_PARTS
+from . import safetensors
 from .config import RELEASE_DIR
 from .features import backbone_id
 from .generation import SamplingSettings
 from .hashing import sha256_file
-from .head_generator import HeadGenerator
-from .onnx_export import RELEASE_VERSION, FixtureCondition, export_encoder, export_graph, tensor_json, trace_step
+from .onnx_export import RELEASE_VERSION, export_graph, fixture_support, pack, tensor_json
 from .refine import RefineSpec
+from .residual_head import ResidualDenoiser, ResidualGenerator, ResidualScale
 
 TRACE_TOLERANCE = 1e-4  # largest absolute difference the engine's replay may show
-# What the engine uses when a caller does not say (temperature: see the report's sweep).
-DEFAULTS = SamplingSettings(samples=8, steps=50, eta=0.0, guidance=1.0, seed=0, temperature=0.5)
+# What the engine uses when a caller does not say: the evaluation's settings (evaluate_head.EvaluationConfig,
+# chosen by the report's temperature and steps sweep).
+DEFAULTS = SamplingSettings(samples=8, steps=20, eta=0.0, guidance=1.0, seed=0, temperature=0.25)
+RELEASE = "0.2.0"  # the head family's release: the residual generator
+
+
+class ConditionGraph(nn.Module):
+    def __init__(self, model: ResidualDenoiser):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_features: torch.Tensor, image_mask: torch.Tensor, class_features: torch.Tensor) -> torch.Tensor:
+        return self.model.condition(image_features, image_mask, class_features)
+
+
+class DecoderGraph(nn.Module):
+    """Residual coordinates → heads, per class: W = R + Σₖ aₖ σₖ Qₖ, b = r + a_L σ_b."""
+
+    def __init__(self, scale: ResidualScale):
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(scale.vector()))
+
+    def forward(self, latents: torch.Tensor, basis: torch.Tensor, reference_weight: torch.Tensor,
+                reference_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scaled = latents * self.scale  # [C, S, L]
+        weight = reference_weight[:, None] + torch.bmm(scaled[..., :-1], basis)
+        bias = reference_bias[:, None] + scaled[..., -1]
+        return weight, bias
 
 
 @torch.no_grad()
-def record_trace(generator: HeadGenerator, settings: SamplingSettings) -> dict:
+def record_trace(generator: ResidualGenerator, settings: SamplingSettings) -> dict:
     """A run on fixture features through the sampler the evaluations use, every step recorded."""
-    fixture = FixtureCondition.encode(generator.encoder)
+    support = fixture_support(generator.stats.eigenvectors.shape[1])
+    features, mask = pack(support)
+    built = generator.support(support)
     steps: list[dict] = []
-    latents = generator.sample_latents(fixture.class_tokens, fixture.dataset_token, settings,
-                                       record=lambda step: steps.append(trace_step(step)))
-    basis = generator.basis(fixture.support)
-    weight, bias = generator.decode(latents, basis)
+    weight, bias = generator.generate_batch(
+        [support], settings, [settings.seed],
+        record=lambda s: steps.append({"t": s.t, "eps": s.eps.ravel().tolist(), "prev_sample": s.prev_sample.ravel().tolist()}))
     return {
         "settings": dataclasses.asdict(settings),
-        **fixture.trace_inputs(),
-        "initial_noise_shape": [settings.samples, len(fixture.support), generator.denoiser.config.latent_dim],
-        "basis": tensor_json(basis),
+        "features": tensor_json(features),
+        "image_mask": tensor_json(mask),
+        "reference_weight": tensor_json(built.weight),
+        "reference_bias": tensor_json(built.bias),
+        "image_features": tensor_json(built.image_features),
+        "class_features": tensor_json(built.class_features),
+        "condition": tensor_json(generator.condition(built).numpy()),
+        "initial_noise_shape": [settings.samples, len(support), generator.model.shape.coords],
         "steps": steps,
-        "weight": tensor_json(weight),
-        "bias": tensor_json(bias),
+        "weight": tensor_json(weight[0]),
+        "bias": tensor_json(bias[0]),
     }
 
 
@@ -91,53 +133,75 @@ def update_refine(generator_dir: Path) -> dict:
 
 
 def export(generator_dir: Path) -> dict:
-    generator = HeadGenerator.load(generator_dir)
-    enc, den, vae = generator.encoder.config, generator.denoiser.config, generator.vae.config
+    generator = ResidualGenerator.load(generator_dir / "generator.pt")
+    model, shape, config = generator.model, generator.model.shape, generator.config
+    feature_dim = generator.stats.eigenvectors.shape[1]
+    coords = shape.coords
+    fixture = generator.support(fixture_support(feature_dim))
+    c, k, p = fixture.image_features.shape
     graphs = {
-        "encoder": export_encoder(generator.encoder, generator_dir),
+        "encoder": export_graph(
+            ConditionGraph(model),
+            (torch.from_numpy(fixture.image_features), torch.from_numpy(fixture.image_mask.astype(np.float32)),
+             torch.from_numpy(fixture.class_features)),
+            generator_dir / "encoder.onnx",
+            {"image_features": ["classes", "images", str(p)], "image_mask": ["classes", "images"],
+             "class_features": ["classes", str(shape.class_features)]},
+            {"condition": ["classes", str(shape.hidden)]}),
         "denoiser": export_graph(
-            generator.denoiser,
-            (torch.zeros(2, 3, den.latent_dim), torch.zeros(2), torch.zeros(2, 3, den.condition_dim), torch.zeros(2, den.condition_dim),
-             torch.ones(2, 3), torch.ones(2)),
-            generator_dir / "denoiser.onnx",
-            {"latents": ["batch", "tokens", str(den.latent_dim)], "timestep": ["batch"],
-             "class_tokens": ["batch", "tokens", str(den.condition_dim)], "dataset_token": ["batch", str(den.condition_dim)],
-             "token_mask": ["batch", "tokens"], "condition_scale": ["batch"]},
-            {"eps": ["batch", "tokens", str(den.latent_dim)]}),
+            model, (torch.zeros(3, coords), torch.zeros(3), torch.zeros(3, shape.hidden)), generator_dir / "denoiser.onnx",
+            {"latents": ["batch", str(coords)], "timestep": ["batch"], "condition": ["batch", str(shape.hidden)]},
+            {"eps": ["batch", str(coords)]}),
         "decoder": export_graph(
-            generator.vae.decoder, (torch.zeros(3, vae.latent_dim), torch.zeros(3, 2, enc.feature_dim)),
+            DecoderGraph(generator.residual_scale),
+            (torch.zeros(c, 2, coords), torch.from_numpy(fixture.basis), torch.from_numpy(fixture.weight),
+             torch.from_numpy(fixture.bias)),
             generator_dir / "decoder.onnx",
-            {"latents": ["tokens", str(vae.latent_dim)], "basis": ["tokens", "2", str(enc.feature_dim)]},
-            {"tokens": ["tokens", str(vae.token_dim)]}),
+            {"latents": ["classes", "samples", str(coords)], "basis": ["classes", str(coords - 1), str(feature_dim)],
+             "reference_weight": ["classes", str(feature_dim)], "reference_bias": ["classes"]},
+            {"weight": ["classes", "samples", str(feature_dim)], "bias": ["classes", "samples"]}),
     }
-    settings = SamplingSettings(samples=2, steps=4, eta=0.5, guidance=1.5, seed=5, temperature=0.8)
+    statistics = generator_dir / "statistics.safetensors"
+    safetensors.save(statistics, {"eigenvectors": generator.stats.eigenvectors, "eigenvalues": generator.stats.eigenvalues,
+                                  "variance": generator.stats.variance})
+    settings = SamplingSettings(samples=2, steps=4, eta=0.5, guidance=1.0, seed=5, temperature=0.8)
     (generator_dir / "trace.json").write_text(json.dumps(record_trace(generator, settings)) + "\n")
     training = json.loads((generator_dir / "training.json").read_text())
     manifest = {
-        "release_version": RELEASE_VERSION,
+        "release_version": RELEASE,
         "family": "head",
         "graphs": graphs,
-        "backbone": {"id": backbone_id(), "feature_dim": enc.feature_dim, "features": "unit-norm"},
-        "schedule": generator.checkpoint["schedule"],
+        "backbone": {"id": backbone_id(), "feature_dim": feature_dim, "features": "unit-norm"},
+        "schedule": dataclasses.asdict(generator.schedule),
         "sampling_defaults": dataclasses.asdict(DEFAULTS),
-        "latent_dim": den.latent_dim,
-        "latent_scale": generator.latent_scale,
+        "latent_dim": coords,
+        "latent_scale": 1.0,
         "noise": "mulberry32 Box-Muller, [samples, classes, latent] row-major",
         "layout": {
-            "architecture": f"linear-{enc.feature_dim}",
+            "architecture": f"linear-{feature_dim}",
             "token": "one per class: weight row then bias",
-            "basis": "per class: [unit mean of the class's unit-norm features, mean over classes of those]",
-            "tensors": [{"name": "weight", "shape": ["classes", str(enc.feature_dim)], "mean": generator.norm.weight_mean, "std": generator.norm.weight_std},
-                        {"name": "bias", "shape": ["classes"], "mean": generator.norm.bias_mean, "std": generator.norm.bias_std}],
+            "basis": ("per class: the top global_rank within-class eigenvectors of the seen data, then the support "
+                      "directions named in support.basis, orthonormalised in that order"),
+            "tensors": [{"name": "weight", "shape": ["classes", str(feature_dim)], "mean": 0.0, "std": 1.0},
+                        {"name": "bias", "shape": ["classes"], "mean": 0.0, "std": 1.0}],
+        },
+        "support": {
+            "statistics": {"file": statistics.name, "sha256": sha256_file(statistics), "bytes": statistics.stat().st_size},
+            "shrinkage": config.shrinkage,
+            "basis": list(config.basis),
+            "global_rank": config.global_rank,
+            "reference_scale": generator.reference_scale,
+            "image_features": p,
+            "class_features": shape.class_features,
         },
         "max_classes": 20,
         "trace": {"file": "trace.json", "sha256": sha256_file(generator_dir / "trace.json"), "max_abs_error": TRACE_TOLERANCE},
-        "checkpoint": {name: sha256_file(generator_dir / name) for name in [f"{part}.pt" for part in MODEL_PARTS] + ["generator.json"]},
+        "checkpoint": {"generator.pt": sha256_file(generator_dir / "generator.pt")},
         "training_inputs": training["inputs"],
-        "rebuild_command": ("cd models && /usr/bin/python3 -m d2nwg train-generator && /usr/bin/python3 -m d2nwg export-generator"
-                            " && /usr/bin/python3 -m d2nwg quantize-generator --family head"),
+        "rebuild_command": "cd models && /usr/bin/python3 -m d2nwg train-generator && /usr/bin/python3 -m d2nwg "
+                           "evaluate-generator && /usr/bin/python3 -m d2nwg export-generator",
         "torch_version": torch.__version__,
-        "variants": {},  # reduced-precision graphs that lose no measurable accuracy: quantize.py adds them
+        "variants": {},  # the graphs are small (a few MB): no reduced-precision copies
         "refine": refine_block(generator_dir),
         # the page's latent map (latent_map.py writes it after export); null until then
         "latent_map": None,

@@ -1,19 +1,23 @@
-"""The latent map of the head release: zoo heads' latents projected to 2-D, for the page.
+"""The latent map of the head release: the generator's training targets projected to 2-D, for the page.
 
 The page draws each generated sample's latents (one per class row) among the
-zoo's, so a visitor sees whether a sample lies on a zoo checkpoint (a copy) or
-somewhere new. Every token of a subset of zoo heads is encoded by the release's
-VAE (the posterior mean, with the support directions of one 20-shot draw of its
-task's classes: the decoder's input), and the 2-D PCA of those latents is
-written, with zoo latents for the page to project and compare against:
+latents the generator was trained on, so a visitor sees whether a sample lies
+on a training target (a copy) or somewhere new. The generator's training
+targets are, per zoo task it trained on, the reference head of the task's
+whole train split; each class row is written in the generator's coordinates
+(its residual over the reference head of one k-shot draw of the task's
+classes, k cycling over the training bank's shot counts, in the basis of that draw, divided by the generator's per-coordinate
+scale), and the 2-D PCA of those latents is written, with training latents for
+the page to project and compare against:
 
-    /usr/bin/python3 -m d2nwg latent-map [--heads N] [--seed S]
+    /usr/bin/python3 -m d2nwg latent-map [--tasks N] [--seed S]
 
-reads release/head/{vae,encoder,denoiser}.pt and the head zoo in the cache,
-and writes release/head/latent_map.json: the PCA (mean, two components), up to
-`--tokens` zoo latents (rounded to 3 decimals; the page projects them and
-measures each sample's distance to the nearest), and the median distance from a
-zoo latent to its nearest other zoo latent, as the scale for "close".
+reads release/head/generator.pt and the head zoo in the cache, and writes
+release/head/latent_map.json: the PCA (mean, two components), up to `--tokens`
+training latents (rounded to 2 decimals; the page projects them and measures
+each sample's distance to the nearest), and the median distance from a
+training latent to its nearest other one, as the scale for "close" (the JSON
+keeps the key `nearest_zoo_distance_median`).
 """
 
 from __future__ import annotations
@@ -27,38 +31,39 @@ import numpy as np
 import torch
 
 from .config import RELEASE_DIR, cache_dir
-from .head_generator import HeadGenerator
 from .head_tokens import load_head_corpus
+from .residual_head import ResidualGenerator, encode_residual, full_reference
 
 
-def zoo_latents(generator: HeadGenerator, zoo_dir: Path, data_root: Path, heads: int, seed: int
-                ) -> tuple[np.ndarray, list[str]]:
-    """Latents [N, L] of every token of `heads` zoo heads drawn at random, and their head ids."""
+def training_latents(generator: ResidualGenerator, zoo_dir: Path, data_root: Path, tasks: int, seed: int
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Latents [N, L] of the generator's training targets for `tasks` zoo tasks drawn at random from those
+    it trained on, one per class row, and their task ids: each task's full-train-split reference head as a
+    residual over the reference of a k-shot draw, in that draw's basis (the generator's own units, what
+    DDIM ends in), k cycling over the training bank's shot counts."""
     corpus = load_head_corpus(zoo_dir, data_root)
     rng = np.random.default_rng(seed)
-    picked = sorted(rng.choice(len(corpus.tokens), size=min(heads, len(corpus.tokens)), replace=False))
+    trained = len(corpus.task_ids) - generator.config.validation_tasks
+    picked = sorted(rng.choice(trained, size=min(tasks, trained), replace=False))
     out, ids = [], []
-    with torch.no_grad():
-        for h in picked:
-            task = int(corpus.head_task[h])
-            weight, bias = corpus.norm.to_head(corpus.tokens[h])
-            tokens = generator.norm.to_tokens(weight, bias).astype(np.float32)
-            support = [corpus.features[i] for i in corpus.draw_support(task, 20, rng)]
-            basis = torch.from_numpy(generator.basis(support))[None]
-            mean, _ = generator.vae.encode(torch.from_numpy(tokens)[None], basis)
-            out.append(mean[0].numpy())
-            ids.extend([corpus.head_rows[h]["model_id"]] * len(tokens))
+    shots = generator.config.shots
+    for i, task in enumerate(picked):
+        weight, bias = full_reference(corpus, int(task), generator.stats, generator.config, generator.reference_scale)
+        draw = corpus.draw_support(int(task), shots[i % len(shots)], rng)
+        support = generator.support([corpus.features[j] for j in draw])
+        out.append(encode_residual(weight, bias, support, generator.residual_scale))
+        ids.extend([corpus.task_ids[task]] * len(weight))
     return np.concatenate(out), ids
 
 
-def build_map(latents: np.ndarray, tokens: int, seed: int) -> dict:
+def build_map(latents: np.ndarray, tokens: int, seed: int, decimals: int = 3) -> dict:
     """PCA of all `latents`; `tokens` of them kept (a seeded draw) with their nearest-neighbour scale."""
     centre = latents.mean(0)
     _, singular, vt = np.linalg.svd(latents - centre, full_matrices=False)
     components = vt[:2]
     # float64 before rounding, so that the JSON holds 3 decimals, not float32's expansions
     drawn = np.sort(np.random.default_rng(seed).choice(len(latents), size=min(tokens, len(latents)), replace=False))
-    kept = latents.astype(np.float64)[drawn].round(3)
+    kept = latents.astype(np.float64)[drawn].round(decimals)
     # Nearest other kept latent, in the full space (the page measures a sample against the same set).
     squared = (kept ** 2).sum(1)
     distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * kept @ kept.T, 0))
@@ -75,24 +80,24 @@ def build_map(latents: np.ndarray, tokens: int, seed: int) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg latent-map", description=__doc__.splitlines()[0])
-    parser.add_argument("--heads", type=int, default=300, help="zoo heads whose tokens are drawn")
-    parser.add_argument("--tokens", type=int, default=1000, help="zoo latents kept in the file")
+    parser.add_argument("--tasks", type=int, default=300, help="training tasks whose targets are drawn")
+    parser.add_argument("--tokens", type=int, default=1000, help="latents kept in the file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--generator", type=Path, default=RELEASE_DIR / "head")
     parser.add_argument("--out", type=Path, default=None, help="default: <generator>/latent_map.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    generator = HeadGenerator.load(args.generator)
+    generator = ResidualGenerator.load(args.generator / "generator.pt")
     zoo_dir = cache_dir() / "zoo" / "heads"
-    latents, ids = zoo_latents(generator, zoo_dir, cache_dir() / "data", args.heads, args.seed)
+    latents, ids = training_latents(generator, zoo_dir, cache_dir() / "data", args.tasks, args.seed)
     table = (zoo_dir / "models.csv").read_bytes() if (zoo_dir / "models.csv").exists() else b""
     result = {
         "description": __doc__.splitlines()[0],
-        "rebuild_command": (f"cd models && /usr/bin/python3 -m d2nwg latent-map --heads {args.heads} "
+        "rebuild_command": (f"cd models && /usr/bin/python3 -m d2nwg latent-map --tasks {args.tasks} "
                             f"--tokens {args.tokens} --seed {args.seed}"),
-        "inputs": {"zoo_table_sha256": hashlib.sha256(table).hexdigest(), "heads": args.heads,
+        "inputs": {"zoo_table_sha256": hashlib.sha256(table).hexdigest(), "tasks": args.tasks,
                    "encoded_tokens": len(ids), "seed": args.seed},
-        **build_map(latents, args.tokens, args.seed),
+        **build_map(latents, args.tokens, args.seed, decimals=2),
     }
     out = args.out or args.generator / "latent_map.json"
     text = (json.dumps(result, separators=(",", ":")) + "\n").encode()

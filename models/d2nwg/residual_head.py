@@ -11,7 +11,7 @@ A support is, per class c, its images X_c [k_c, F] (unit-norm backbone features)
   basis       Q_c [g + K, F]: the top g within-class eigenvectors of the seen data (`global_rank`), then
               the orthonormalised (Gram–Schmidt, in `basis` order, orthogonal to those g) directions of
               the support: "lda" A(μ_c − m), "ncm" μ_c − m, "mean" μ_c, "centre" m, "diag" (μ_c − m)/d²
-              (d² the seen within-class variance per coordinate), "sign" sign(μ_c − m), "pc1", "pc2" the
+              (d² the seen within-class variance per coordinate; 0 where d² is 0), "sign" sign(μ_c − m), "pc1", "pc2" the
               top principal directions of the class's own support images (absent below 2 or 3 images),
               "nearest" μ_n − μ_c (n: the class whose mean is nearest). A direction that depends on those
               before it is dropped (a zero row), so Q_c is a function of the support alone.
@@ -218,7 +218,7 @@ def basis_vectors(names: tuple[str, ...], means: np.ndarray, images: np.ndarray,
         np.fill_diagonal(d2, np.inf)
         vectors["nearest"] = means[d2.argmin(1)] - means if len(means) > 1 else np.zeros_like(means)
     make = {"lda": lambda: stats.whiten(diff, shrinkage), "ncm": lambda: diff, "mean": lambda: means,
-            "centre": lambda: np.broadcast_to(centre, means.shape), "diag": lambda: diff / stats.variance,
+            "centre": lambda: np.broadcast_to(centre, means.shape), "diag": lambda: np.divide(diff, stats.variance, out=np.zeros_like(diff), where=stats.variance > 0),
             "sign": lambda: np.sign(diff)}
     for name in names:
         if name not in vectors:

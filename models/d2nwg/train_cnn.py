@@ -1,6 +1,6 @@
 """Train the cnn family's generator from the cnn zoo: β-VAE, dataset encoder, latent diffusion.
 
-Same method and shared parts as the head family (`train_head.py`):
+The D2NWG method (β-VAE, dataset encoder, latent diffusion):
   1. β-VAE over CNN tokens (`cnn_tokens.py`, the model in `cnn_generator.py`):
      encoder and decoder start as each position's whitened PCA; small noise
      on inputs, larger on sampled latents.

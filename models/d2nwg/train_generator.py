@@ -1,23 +1,24 @@
-"""Train a family's generator from its zoo: β-VAE, dataset encoder, latent diffusion (D2NWG §3).
+"""Train a family's generator from its zoo.
 
-Stages, in order, for either family:
+head (`residual_head.py`): the seen datasets' within-class statistics (the closed-form reference head
+and the basis), a bank of support draws with their residual targets, and an ε-prediction denoiser over
+the residual coordinates conditioned on a set encoder over the support images.
+
+cnn (`train_cnn.py`), D2NWG §3 in order:
   1. VAE over weight tokens; reconstruction is checked on zoo tasks it never saw.
   2. Dataset encoder aligned with the frozen VAE latents by a contrastive loss.
   3. Condition bank: the frozen encoder's tokens for several support draws per task.
   4. Denoiser (ε-prediction) with a light condition adapter, on the frozen latents.
-The head family's training is `train_head.py`, the cnn family's `train_cnn.py`.
 
 Usage (from `models/`):
 
     /usr/bin/python3 -m d2nwg train-generator [--config NAME]
     /usr/bin/python3 -m d2nwg train-generator --family cnn [--config NAME]
 
-Writes the checkpoint into `release/<family>/`: `vae.pt`, `encoder.pt`,
-`denoiser.pt` (each model's config and weights) and `generator.json` (the
-training config, weight normalisation, latent scale and noise schedule); and
-`training.json` (losses, wall times, input hashes); with `--config NAME`
-(`configs/generator/NAME.json` for head, `configs/cnn-generator/NAME.json` for
-cnn) into `<cache>/generator-NAME/<family>/` instead.
+Writes the checkpoint into `release/<family>/` (head: `generator.pt`, the models' configs, weights
+and statistics; cnn: `vae.pt`, `encoder.pt`, `denoiser.pt` and `generator.json`) and `training.json`
+(losses, wall times, input hashes); with `--config NAME` (`configs/residual/NAME.json` for head,
+`configs/cnn-generator/NAME.json` for cnn) into `<cache>/generator-NAME/<family>/` instead.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ log = logging.getLogger("d2nwg.train_generator")
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m d2nwg train-generator", description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=tuple(FAMILIES), default="head")
-    parser.add_argument("--config", default=None, help="override file under configs/generator/ (head) or configs/cnn-generator/ (cnn)")
+    parser.add_argument("--config", default=None, help="override file under configs/residual/ (head) or configs/cnn-generator/ (cnn)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -2,8 +2,8 @@
 
 `release/<family>/trace.json` is replayed by the engine's tests; here it is
 recorded again from the committed checkpoints by `record_trace`, which runs
-the generator's `sample_latents` (so `ddim.sample_guided`, the loop every
-evaluation uses) with a record hook, and compared with the committed file.
+the generator's sampler (`ddim.sample_guided`, the loop every evaluation uses)
+with a record hook, and compared with the committed file.
 """
 
 import json
@@ -20,8 +20,8 @@ from d2nwg.ddim import GuidedStep
 from d2nwg.export_cnn import record_trace as record_cnn_trace
 from d2nwg.export_head import record_trace as record_head_trace
 from d2nwg.generation import SamplingSettings
-from d2nwg.head_generator import HeadGenerator
-from d2nwg.onnx_export import FixtureCondition
+from d2nwg.onnx_export import FixtureCondition, fixture_support
+from d2nwg.residual_head import ResidualGenerator
 
 TOLERANCE = 1e-5  # far inside the engine's 1e-4; on the machine that recorded them the traces agree bit for bit
 
@@ -31,8 +31,8 @@ def committed(family: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def head() -> HeadGenerator:
-    return HeadGenerator.load(RELEASE_DIR / "head")
+def head() -> ResidualGenerator:
+    return ResidualGenerator.load(RELEASE_DIR / "head" / "generator.pt")
 
 
 @pytest.fixture(scope="module")
@@ -70,37 +70,51 @@ def test_the_cnn_trace_is_what_the_sampler_records(cnn):
     assert_close(recorded, trace)
 
 
-@pytest.mark.parametrize("family", ["head", "cnn"])
-def test_the_recorded_steps_are_the_run_the_sampler_returns(family, head, cnn):
+def test_the_recorded_cnn_steps_are_the_run_the_sampler_returns(cnn):
     """The hook only watches: the run it records ends where an unrecorded run of the same settings ends."""
-    trace = committed(family)
+    trace = committed("cnn")
     settings = SamplingSettings(**trace["settings"])
-    generator = head if family == "head" else cnn
-    fixture = FixtureCondition.encode(generator.encoder)
-    args = (fixture.class_tokens, fixture.dataset_token, settings)
-    if family == "cnn":
-        args = (trace["arch"], *args)
-        x_T = generator.initial_noise(trace["arch"], settings.samples, len(fixture.support), settings.seed)[0]
-    else:
-        x_T = generator.initial_noise(settings.samples, len(fixture.support), settings.seed)[0]
+    fixture = FixtureCondition.encode(cnn.encoder)
+    args = (trace["arch"], fixture.class_tokens, fixture.dataset_token, settings)
+    x_T = cnn.initial_noise(trace["arch"], settings.samples, len(fixture.support), settings.seed)[0]
     steps: list[GuidedStep] = []
-    recorded = generator.sample_latents(*args, record=steps.append)
-    np.testing.assert_array_equal(generator.sample_latents(*args), recorded)
+    recorded = cnn.sample_latents(*args, record=steps.append)
+    np.testing.assert_array_equal(cnn.sample_latents(*args), recorded)
     np.testing.assert_array_equal(steps[0].sample, x_T * settings.temperature)
     for before, after in zip(steps, steps[1:]):
         np.testing.assert_array_equal(after.sample, before.prev_sample)
-    np.testing.assert_array_equal((steps[-1].prev_sample / generator.latent_scale).astype(np.float32), recorded)
+    np.testing.assert_array_equal((steps[-1].prev_sample / cnn.latent_scale).astype(np.float32), recorded)
     for step, row in zip(steps, trace["steps"]):
         assert row["t"] == step.t
         np.testing.assert_allclose(row["prev_sample"], step.prev_sample.ravel(), rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("family", ["head", "cnn"])
-def test_release_checkpoints_name_no_factory_module(family):
-    """Each `<part>.pt` pickles plain dicts and tensors only, so moving a d2nwg class cannot break loading."""
-    for part in MODEL_PARTS:
-        with zipfile.ZipFile(RELEASE_DIR / family / f"{part}.pt") as archive:
-            pickle = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
-        names = [arg for _, arg, _ in pickletools.genops(pickle) if isinstance(arg, str)]  # globals' names among them
-        assert any("_rebuild_tensor" in n for n in names), part
-        assert not [n for n in names if "d2nwg" in n], part
+def test_the_recorded_head_steps_are_the_heads_the_generator_returns(head):
+    """The hook only watches: recorded or not, the same settings give the same heads, and the steps chain
+    from x_T × temperature to the coordinates the heads decode from."""
+    trace = committed("head")
+    settings = SamplingSettings(**trace["settings"])
+    support = fixture_support(head.stats.eigenvectors.shape[1])
+    steps: list[GuidedStep] = []
+    recorded = head.generate_batch([support], settings, [settings.seed], record=steps.append)
+    plain = head.generate_batch([support], settings, [settings.seed])
+    for a, b in zip(recorded, plain):
+        np.testing.assert_array_equal(a, b)
+    x_T = head.initial_noise(settings.samples, len(support), settings.seed)[0]
+    np.testing.assert_array_equal(steps[0].sample, x_T * settings.temperature)
+    for before, after in zip(steps, steps[1:]):
+        np.testing.assert_array_equal(after.sample, before.prev_sample)
+    weight, bias = head.heads(steps[-1].prev_sample, head.support(support))
+    np.testing.assert_allclose(weight, recorded[0][0], rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(bias, recorded[1][0], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", [f"cnn/{part}.pt" for part in MODEL_PARTS] + ["head/generator.pt"])
+def test_release_checkpoints_name_no_factory_module(path):
+    """Each checkpoint pickles plain dicts, arrays and tensors only, so moving a d2nwg class cannot break
+    loading."""
+    with zipfile.ZipFile(RELEASE_DIR / path) as archive:
+        pickle = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    names = [arg for _, arg, _ in pickletools.genops(pickle) if isinstance(arg, str)]  # globals' names among them
+    assert any("_rebuild_tensor" in n for n in names), path
+    assert not [n for n in names if "d2nwg" in n], path

@@ -9,10 +9,11 @@ const median = (values: number[]) => {
 };
 
 /**
- * The generated samples among the zoo: each class row's latent projected on
- * the release's 2-D PCA of zoo latents, and its distance to the nearest zoo
- * latent on the zoo's own neighbour scale (0: a copy; about 1 or more: as far
- * from the zoo as zoo heads are from each other).
+ * The generated samples among the generator's training targets (one per zoo
+ * task: the reference head of its whole train split): each class row's latent
+ * projected on the release's 2-D PCA of training latents, and its distance to
+ * the nearest training latent on their own neighbour scale (0: a copy; about 1
+ * or more: as far from them as they are from each other).
  */
 export function LatentMapCard({ result }: { result: GenerateResult }) {
   const state = useAppStore((s) => s.latentMap);
@@ -38,8 +39,8 @@ export function LatentMapCard({ result }: { result: GenerateResult }) {
         x: { label: 'PC 1 →' },
         y: { label: '↑ PC 2' },
         color: { legend: true, type: 'ordinal', label: 'sample' },
-        ariaLabel: 'Generated latents among the zoo’s, on two principal components',
-        ariaDescription: `${zoo.length} zoo latents in grey; ${points.length} generated class rows in colour.`,
+        ariaLabel: 'Generated latents among the training latents, on two principal components',
+        ariaDescription: `${zoo.length} training latents in grey; ${points.length} generated class rows in colour.`,
         marks: [
           Plot.dot(zoo, {
             x: (d: number[]) => d[0],
@@ -53,7 +54,7 @@ export function LatentMapCard({ result }: { result: GenerateResult }) {
             r: 4,
             stroke: (p: (typeof points)[number]) => `sample ${p.sample}`,
             title: (p: (typeof points)[number]) =>
-              `sample ${p.sample}, ${result.classes[p.row]}: nearest zoo latent at ${p.novelty.toFixed(2)}× the zoo's neighbour distance`,
+              `sample ${p.sample}, ${result.classes[p.row]}: nearest training latent at ${p.novelty.toFixed(2)}× their neighbour distance`,
           }),
         ],
       });
@@ -67,8 +68,10 @@ export function LatentMapCard({ result }: { result: GenerateResult }) {
   const samples = [...new Set(points.map((p) => p.sample))];
   return (
     <details className="latent-map" data-testid="latent-map">
-      <summary>Latent map: are the samples new, or copies of zoo checkpoints?</summary>
-      {state.status === 'loading' && <p role="status">Reading the zoo’s latents…</p>}
+      <summary>
+        Latent map: are the samples new, or copies of what the generator was trained on?
+      </summary>
+      {state.status === 'loading' && <p role="status">Reading the training latents…</p>}
       {state.status === 'absent' && <p>This release ships no latent map.</p>}
       {state.status === 'error' && (
         <p className="error">The latent map could not be read: {state.message}</p>
@@ -76,18 +79,20 @@ export function LatentMapCard({ result }: { result: GenerateResult }) {
       {map !== null && (
         <>
           <p>
-            Each dot is the latent of one class row: grey, {map.latents.length} rows of zoo
-            checkpoints; coloured, your samples. The two axes hold{' '}
+            Each dot is the latent of one class row: the residual over the head computed from the
+            images, in the generator&apos;s coordinates. Grey, {map.latents.length} rows of the
+            generator&apos;s training targets (for each zoo task, the head its whole train split
+            gives); coloured, your samples. The two axes hold{' '}
             {(100 * (map.explained_variance[0]! + map.explained_variance[1]!)).toFixed(0)}% of the
-            zoo latents&apos; variance. Distance to the nearest zoo latent is measured in the full
-            space, on the zoo&apos;s own scale: 0 is a copy; 1 is as far as zoo rows are from each
-            other.
+            training latents&apos; variance. Distance to the nearest training latent is measured in
+            the full space, on their own scale: 0 is a copy; 1 is as far as training rows are from
+            each other.
           </p>
           <div ref={holder} data-testid="latent-map-chart" />
           <ul data-testid="latent-novelty">
             {samples.map((s) => (
               <li key={s}>
-                sample {s}: median distance to the nearest zoo latent{' '}
+                sample {s}: median distance to the nearest training latent{' '}
                 {median(points.filter((p) => p.sample === s).map((p) => p.novelty)).toFixed(2)}×
               </li>
             ))}

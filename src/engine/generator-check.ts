@@ -19,20 +19,26 @@ const step = object({
   prev_sample: array(number),
 });
 
-/** What both families' traces record: the support, the condition and each DDIM step. */
+/** What both families' traces record: the support and the initial noise's shape. */
 const traceShape = {
   settings,
   features: tensor,
   image_mask: tensor,
-  class_tokens: tensor,
-  dataset_token: tensor,
   initial_noise_shape: array(integer),
-  steps: array(step),
 };
 
+/**
+ * The head family's trace (models/d2nwg/export_head.py): the support's reference head and
+ * conditions, the encoder's condition, each unguided DDIM step and the decoded heads.
+ */
 export const headTraceSchema = object({
   ...traceShape,
-  basis: tensor,
+  reference_weight: tensor,
+  reference_bias: tensor,
+  image_features: tensor,
+  class_features: tensor,
+  condition: tensor,
+  steps: array(object({ t: integer, eps: array(number), prev_sample: array(number) })),
   weight: tensor,
   bias: tensor,
 });
@@ -40,6 +46,9 @@ export type HeadTrace = ReturnType<typeof headTraceSchema>;
 
 export const cnnTraceSchema = object({
   ...traceShape,
+  class_tokens: tensor,
+  dataset_token: tensor,
+  steps: array(step),
   arch: string,
   tensors: array(record(tensor)),
 });
@@ -119,6 +128,8 @@ export async function checkGenerator(
         features: traceSupport(trace).map((features, c) => ({ name: `class ${c}`, features })),
       },
       onnx: false,
+      // The trace holds the generator's own heads, before any refine toward the support.
+      refine: false,
     },
     { generators },
     control,

@@ -4,7 +4,7 @@
 // opened generators, so a worker or a long-lived process opens each once.
 
 import { CnnGenerator, cnnManifestSchema, type CnnManifest } from './cnn-generator';
-import { readJson, type FileSource } from './files';
+import { readJson, readVerified, type FileSource } from './files';
 import { HeadGenerator, headManifestSchema, type HeadManifest } from './head-generator';
 import { parse } from './schema';
 import {
@@ -139,9 +139,17 @@ export async function openGenerator(
     files = await loadGeneratorFiles<GeneratorManifest>(source, schema, 'fp32');
     ({ selected, probeSession } = await selectBackend('webgpu', host, files.decoder));
   }
-  return files.manifest.family === 'head'
-    ? HeadGenerator.create({ ...files, manifest: files.manifest }, selected, probeSession)
-    : CnnGenerator.create({ ...files, manifest: files.manifest }, selected, probeSession);
+  if (files.manifest.family === 'head') {
+    const entry = files.manifest.support.statistics;
+    const statistics = await readVerified(source, entry.file, entry);
+    return HeadGenerator.create(
+      { ...files, manifest: files.manifest },
+      selected,
+      probeSession,
+      statistics,
+    );
+  }
+  return CnnGenerator.create({ ...files, manifest: files.manifest }, selected, probeSession);
 }
 
 /**

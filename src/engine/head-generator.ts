@@ -1,8 +1,11 @@
-// Generating classifier heads from per-class backbone features, with the
-// factory's three exported graphs: dataset encoder → DDIM over latents (the
-// scheduler math is ours, ddim.ts; one denoiser graph call per step) → VAE
-// decoder → de-normalised weights. The same arithmetic as
-// models/d2nwg/head_generator.py, so the same seed gives the same heads.
+// Generating classifier heads from per-class backbone features with the
+// factory's residual generator (models/d2nwg/residual_head.py): the support
+// gives a closed-form reference head and a per-class basis (residual-support.ts)
+// → encoder graph (the condition of each class row) → DDIM over the residual's
+// coordinates (the scheduler math is ours, ddim.ts; one denoiser call per step)
+// → decoder graph (reference + coordinates × basis) → heads. The same
+// arithmetic as ResidualGenerator.generate_batch, so the same seed gives the
+// same heads.
 
 import { unitNormalise } from './heads';
 import { array, integer, literal, nullable, number, object, string } from './schema';
@@ -11,17 +14,22 @@ import type { SelectedBackend } from './runtime';
 import { headToOnnx } from './onnx-writer';
 import { refineSpecSchema } from './refine';
 import { timedStage, type Control } from './progress';
+import { decodeSafetensors } from './safetensors';
+import { buildSupport, type ResidualSupport, type SeenStatistics } from './residual-support';
 import {
   checkSupport,
   generatorManifestShape,
   graphOutput as output,
   GeneratorSessions,
+  sampleLatents,
   samplingOptions,
   type GeneratedWeights,
   type GenerateOptions,
   type GeneratorFiles,
   type NetworkWeights,
 } from './sampling';
+
+const fileSchema = object({ file: string, sha256: string, bytes: integer });
 
 export const headManifestSchema = object({
   ...generatorManifestShape,
@@ -31,6 +39,16 @@ export const headManifestSchema = object({
     token: string,
     basis: string,
     tensors: array(object({ name: string, shape: array(string), mean: number, std: number })),
+  }),
+  /** What the engine needs to build the reference head, the basis and the conditions from a support. */
+  support: object({
+    statistics: fileSchema,
+    shrinkage: number,
+    basis: array(string),
+    global_rank: integer,
+    reference_scale: number,
+    image_features: integer,
+    class_features: integer,
   }),
   trace: object({ file: string, sha256: string, max_abs_error: number }),
   training_inputs: object({
@@ -45,41 +63,44 @@ export const headManifestSchema = object({
 });
 export type HeadManifest = ReturnType<typeof headManifestSchema>;
 
-/**
- * The decoder's support directions [C, 2, F] (models/d2nwg/head_tokens.py,
- * support_basis): each class's unit mean of its unit-norm features, and the
- * mean over classes of those.
- */
-export function supportBasis(support: readonly Float32Array[], dim: number): Float32Array {
-  const classes = support.length;
-  const means = new Float64Array(classes * dim);
-  support.forEach((features, c) => {
-    const rows = features.length / dim;
-    const unit = unitNormalise(features, dim);
-    for (let r = 0; r < rows; r++)
-      for (let j = 0; j < dim; j++) means[c * dim + j]! += unit[r * dim + j]! / rows;
-  });
-  const unitMeans = unitNormalise(Float32Array.from(means), dim);
-  const centre = new Float64Array(dim);
-  for (let c = 0; c < classes; c++)
-    for (let j = 0; j < dim; j++) centre[j]! += unitMeans[c * dim + j]! / classes;
-  const basis = new Float32Array(classes * 2 * dim);
-  for (let c = 0; c < classes; c++) {
-    basis.set(unitMeans.subarray(c * dim, (c + 1) * dim), c * 2 * dim);
-    basis.set(Float32Array.from(centre), c * 2 * dim + dim);
-  }
-  return basis;
+/** The seen datasets' within-class statistics from `statistics.safetensors`. */
+export function readStatistics(bytes: Uint8Array): SeenStatistics {
+  const { tensors } = decodeSafetensors(bytes);
+  const get = (name: string) => {
+    const t = tensors[name];
+    if (t === undefined) throw new Error(`statistics.safetensors has no tensor "${name}"`);
+    return t;
+  };
+  const vectors = get('eigenvectors');
+  const [rank, dim] = vectors.shape as [number, number];
+  return {
+    eigenvectors: Float32Array.from(vectors.data),
+    eigenvalues: Float32Array.from(get('eigenvalues').data),
+    variance: Float32Array.from(get('variance').data),
+    rank,
+    dim,
+  };
 }
 
 export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   readonly family = 'head';
+  private statistics: SeenStatistics | undefined;
 
   static async create(
     files: GeneratorFiles<HeadManifest>,
     backend: SelectedBackend,
-    decoderSession?: InferenceSession,
+    decoderSession: InferenceSession | undefined,
+    statistics: Uint8Array,
   ): Promise<HeadGenerator> {
-    return new HeadGenerator(...(await GeneratorSessions.open(files, backend, decoderSession)));
+    const generator = new HeadGenerator(
+      ...(await GeneratorSessions.open(files, backend, decoderSession)),
+    );
+    generator.statistics = readStatistics(statistics);
+    if (generator.statistics.dim !== files.manifest.backbone.feature_dim)
+      throw new Error(
+        `statistics.safetensors is for ${generator.statistics.dim} features; the backbone gives ${files.manifest.backbone.feature_dim}`,
+      );
+    return generator;
   }
 
   /** Heads have one architecture, the manifest's. */
@@ -101,63 +122,95 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     return this.manifest.backbone.feature_dim;
   }
 
-  /** ε̂ for `rows` copies of the condition: the first `conditional` rows with it, the rest without. */
+  /** The support's reference head, basis and conditions (unit-normalised features per class). */
+  support(support: readonly Float32Array[]): ResidualSupport {
+    const s = this.manifest.support;
+    const dim = this.featureDim;
+    return buildSupport(
+      support.map((x) => unitNormalise(x, dim)),
+      this.statistics!,
+      {
+        shrinkage: s.shrinkage,
+        basis: s.basis,
+        globalRank: s.global_rank,
+        referenceScale: s.reference_scale,
+      },
+    );
+  }
+
+  /** The condition of each class row [C, h] (encoder graph). */
+  async conditionOf(built: ResidualSupport): Promise<Float32Array> {
+    const { classes, kmax } = built;
+    const outputs = await this.encoder.run({
+      image_features: this.float(Float32Array.from(built.imageFeatures), [
+        classes,
+        kmax,
+        this.manifest.support.image_features,
+      ]),
+      image_mask: this.float(Float32Array.from(built.imageMask), [classes, kmax]),
+      class_features: this.float(Float32Array.from(built.classFeatures), [
+        classes,
+        this.manifest.support.class_features,
+      ]),
+    });
+    return output(outputs, 'condition');
+  }
+
+  /** ε̂ for x [S·C, L] at timestep t, row s·C + c conditioned on class c. */
   async eps(
     x: Float32Array,
     t: number,
-    rows: number,
-    conditional: number,
-    classes: number,
-    classTokens: Float32Array,
-    datasetToken: Float32Array,
+    samples: number,
+    condition: Float32Array,
   ): Promise<Float32Array> {
     const latent = this.manifest.latent_dim;
-    const d = datasetToken.length;
-    const cls = new Float32Array(rows * classes * d);
-    const ds = new Float32Array(rows * d);
-    for (let b = 0; b < rows; b++) {
-      cls.set(classTokens, b * classes * d);
-      ds.set(datasetToken, b * d);
-    }
-    const scale = new Float32Array(rows);
-    scale.fill(1, 0, conditional);
+    const rows = x.length / latent;
+    const hidden = condition.length / (rows / samples);
+    const tiled = new Float32Array(rows * hidden);
+    for (let s = 0; s < samples; s++) tiled.set(condition, s * condition.length);
     const outputs = await this.denoiser.run({
-      latents: this.float(x, [rows, classes, latent]),
+      latents: this.float(x, [rows, latent]),
       timestep: this.float(new Float32Array(rows).fill(t), [rows]),
-      class_tokens: this.float(cls, [rows, classes, d]),
-      dataset_token: this.float(ds, [rows, d]),
-      token_mask: this.float(new Float32Array(rows * classes).fill(1), [rows, classes]),
-      condition_scale: this.float(scale, [rows]),
+      condition: this.float(tiled, [rows, hidden]),
     });
     return output(outputs, 'eps');
   }
 
-  /** Decoded heads for final latents x_0 (scaled, as the sampler ends) [S, C, L]. */
+  /** Heads for final coordinates x_0 [S, C, L] (decoder graph): weight [S, C, F], bias [S, C]. */
   async decode(
     x0: Float64Array,
     samples: number,
-    basis: Float32Array,
+    built: ResidualSupport,
   ): Promise<{ weight: Float32Array; bias: Float32Array; latents: Float32Array }> {
     const latent = this.manifest.latent_dim;
     const dim = this.featureDim;
-    const classes = basis.length / (2 * dim);
-    const latents = new Float32Array(x0.length);
-    for (let i = 0; i < x0.length; i++) latents[i] = x0[i]! / this.manifest.latent_scale;
-    const tiled = new Float32Array(samples * basis.length);
-    for (let s = 0; s < samples; s++) tiled.set(basis, s * basis.length);
+    const classes = built.classes;
+    const latents = Float32Array.from(x0);
+    const perClass = new Float32Array(x0.length); // [C, S, L]
+    for (let s = 0; s < samples; s++)
+      for (let c = 0; c < classes; c++)
+        perClass.set(
+          latents.subarray((s * classes + c) * latent, (s * classes + c + 1) * latent),
+          (c * samples + s) * latent,
+        );
     const outputs = await this.decoder.run({
-      latents: this.float(latents, [samples * classes, latent]),
-      basis: this.float(tiled, [samples * classes, 2, dim]),
+      latents: this.float(perClass, [classes, samples, latent]),
+      basis: this.float(Float32Array.from(built.basis), [classes, latent - 1, dim]),
+      reference_weight: this.float(Float32Array.from(built.weight), [classes, dim]),
+      reference_bias: this.float(Float32Array.from(built.bias), [classes]),
     });
-    const tokens = output(outputs, 'tokens');
-    const [w, b] = this.manifest.layout.tensors;
+    const w = output(outputs, 'weight'); // [C, S, F]
+    const b = output(outputs, 'bias'); // [C, S]
     const weight = new Float32Array(samples * classes * dim);
     const bias = new Float32Array(samples * classes);
-    for (let row = 0; row < samples * classes; row++) {
-      for (let j = 0; j < dim; j++)
-        weight[row * dim + j] = tokens[row * (dim + 1) + j]! * w!.std + w!.mean;
-      bias[row] = tokens[row * (dim + 1) + dim]! * b!.std + b!.mean;
-    }
+    for (let c = 0; c < classes; c++)
+      for (let s = 0; s < samples; s++) {
+        weight.set(
+          w.subarray((c * samples + s) * dim, (c * samples + s + 1) * dim),
+          (s * classes + c) * dim,
+        );
+        bias[s * classes + c] = b[c * samples + s]!;
+      }
     return { weight, bias, latents };
   }
 
@@ -169,19 +222,34 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   ): Promise<GeneratedWeights> {
     const arch = this.resolveArch(options.arch);
     const o = samplingOptions(this.manifest.sampling_defaults, options);
+    if (o.guidance !== 1)
+      throw new Error(
+        `this release's head generator has no unconditional mode: guidance must be 1, got ${o.guidance}`,
+      );
     const dim = this.featureDim;
     const classes = support.length;
     checkSupport(support, dim, this.manifest.max_classes, 'heads');
-    const { x0, encodeMs, denoiseMs } = await this.sampleLatents(
-      support,
-      o,
-      classes,
-      (x, t, rows, conditional, classTokens, datasetToken) =>
-        this.eps(x, t, rows, conditional, classes, classTokens, datasetToken),
+    const encoded = await timedStage('encode', control, async () => {
+      const built = this.support(support);
+      return { built, condition: await this.conditionOf(built) };
+    });
+    const { built, condition } = encoded.result;
+    const latent = this.manifest.latent_dim;
+    const denoised = await timedStage(
+      'denoise',
       control,
+      () =>
+        sampleLatents(
+          this.manifest.schedule,
+          o.samples * classes * latent,
+          o,
+          (x, t, rows) => this.eps(x, t, rows, condition),
+          control,
+        ),
+      { reportUnits: false },
     );
     const decoded = await timedStage('decode', control, () =>
-      this.decode(x0, o.samples, supportBasis(support, dim)),
+      this.decode(denoised.result, o.samples, built),
     );
     const { weight, bias, latents } = decoded.result;
     const networks = Array.from({ length: o.samples }, (_, s) => ({
@@ -197,8 +265,8 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
       classes,
       options: o,
       networks,
-      latents: { data: latents, dim: this.manifest.latent_dim },
-      timingsMs: { encode: encodeMs, denoise: denoiseMs, decode: decoded.ms },
+      latents: { data: latents, dim: latent },
+      timingsMs: { encode: encoded.ms, denoise: denoised.ms, decode: decoded.ms },
     };
   }
 }

@@ -4,7 +4,7 @@ import { nearestZooDistance, placeSamples, project, type LatentMap } from './lat
 const map: LatentMap = {
   description: 'test',
   rebuild_command: '-',
-  inputs: { zoo_table_sha256: '-', heads: 2, encoded_tokens: 3, seed: 0 },
+  inputs: { zoo_table_sha256: '-', tasks: 2, encoded_tokens: 3, seed: 0 },
   mean: [1, 0, 0],
   components: [
     [0, 1, 0],

@@ -1,8 +1,9 @@
 // The latent map: where each generated sample's latents (one per class row) lie
-// among the zoo's, in the 2-D PCA the factory computed
-// (models/d2nwg/latent_map.py), and how far each is from its nearest zoo
-// latent in the full latent space, against the zoo's own nearest-neighbour
-// distances: a sample on top of a zoo latent is a copy, one far from all is new.
+// among the generator's training latents ("zoo latents" below: one per zoo task,
+// the reference head of its whole train split), in the 2-D PCA the factory
+// computed (models/d2nwg/latent_map.py), and how far each is from its nearest
+// one in the full latent space, against their own nearest-neighbour distances:
+// a sample on top of one is a copy, one far from all is new.
 
 import { readVerified, type FileSource } from './files';
 import { array, integer, number, object, parse, string } from './schema';
@@ -12,7 +13,7 @@ export const latentMapSchema = object({
   rebuild_command: string,
   inputs: object({
     zoo_table_sha256: string,
-    heads: integer,
+    tasks: integer,
     encoded_tokens: integer,
     seed: integer,
   }),

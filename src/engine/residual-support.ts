@@ -581,7 +581,11 @@ export function buildSupport(
         break;
       case 'diag':
         for (let c = 0; c < classes; c++)
-          for (let f = 0; f < dim; f++) out[c * dim + f] = diff[c * dim + f]! / stats.variance[f]!;
+          for (let f = 0; f < dim; f++) {
+            // A coordinate the seen data never varies in gives no direction (the factory's rule).
+            const v = stats.variance[f]!;
+            out[c * dim + f] = v > 0 ? diff[c * dim + f]! / v : 0;
+          }
         offFixed(out, classes);
         break;
       case 'sign':

@@ -160,7 +160,8 @@ describe('worker request handling', () => {
     expect(result.result.imagesPerClass).toEqual([2, 2]);
     expect(result.result.unreadable).toHaveLength(1);
     expect(result.result.unreadable[0]).toMatch(/^notes\.txt: not a readable image/);
-    expect(result.result.precision).toBe('int8');
+    // int8 was asked for; the head release ships fp32 graphs only, and the result says so.
+    expect(result.result.precision).toBe('fp32');
     expect(result.result.networks).toHaveLength(2);
     expect(result.result.networks[0]!.weight!.shape).toEqual([2, 1792]);
     expect(result.result.onnx[1]!.length).toBeGreaterThan(2 * 1792 * 4);
