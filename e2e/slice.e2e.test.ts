@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkedPages, launchChromium, openDiagnostics } from './browser';
+import { checkedPages, launchChromium, openDiagnostics, settled } from './browser';
 
 const sliceDir = resolve(import.meta.dirname, '../models/release/slice');
 const manifest = JSON.parse(readFileSync(resolve(sliceDir, 'manifest.json'), 'utf8')) as {
@@ -68,6 +68,25 @@ describe('runtime slice in the page, Chromium with WebGPU exposed', () => {
     expect(await backend.innerText()).toMatch(
       /^wasm \(webgpu skipped: the WebGPU adapter is (software|a fallback).*; wasm is faster\)$/,
     );
+  });
+
+  it('times each backend on the probe and states the verdict', async () => {
+    const { page } = await pages.open();
+    await page.goto(inject('appUrl'));
+    await openDiagnostics(page);
+    await page.getByTestId('measure-backends').click();
+    expect(await settled(page, 'speed-status', 120_000)).toBe('done');
+    expect(await page.getByTestId('speed-verdict').innerText()).toMatch(
+      /^(wasm|webgpu): measured \d+\.\d× faster than (this WebGPU adapter|wasm) on a probe \([\d.]+ against [\d.]+ ms a run\); the probe took \d+ ms\.$/,
+    );
+    // The fallback adapter is still passed over without a probe.
+    expect(await page.getByTestId('speed-auto').innerText()).toMatch(
+      /^wasm \(webgpu skipped: the WebGPU adapter is (software|a fallback)/,
+    );
+    for (const backend of ['webgpu', 'wasm'])
+      expect(
+        Number(await page.getByTestId(`speed-${backend}`).getAttribute('data-gflops')),
+      ).toBeGreaterThan(0);
   });
 });
 

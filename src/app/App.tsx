@@ -1,6 +1,7 @@
 import { useEffect } from 'react';
 import type { BackendRequest } from '../engine/runtime';
 import { BACKEND_CHOICES } from './backendChoice';
+import { BackendSpeedCard } from './BackendSpeedCard';
 import { useAppStore } from './context';
 import { FeaturesCard } from './FeaturesCard';
 import { GenerateCard, GeneratorChecksCard } from './GenerateCard';
@@ -66,8 +67,11 @@ export function App({
       </header>
       <GenerateCard />
       <details className="diagnostics" data-testid="diagnostics">
-        <summary>Diagnostics: runtime check, backbone features, agreement with the factory</summary>
+        <summary>
+          Diagnostics: runtime check, backend speed, backbone features, agreement with the factory
+        </summary>
         <RuntimeSliceCard />
+        <BackendSpeedCard />
         <FeaturesCard />
         <GeneratorChecksCard />
       </details>

@@ -22,7 +22,8 @@ export function OfflineCache({ serviceWorker }: { serviceWorker: Promise<string>
       {state === 'starting' && 'Setting up the offline cache…'}
       {state === 'controlled' &&
         'This app and the models it loads are kept in this browser, so it also works offline.'}
-      {state === 'cleared' && 'Cached models cleared; they load again from the server when used.'}
+      {state === 'cleared' &&
+        'Cached models and measured backend speeds cleared; models load again from the server when used.'}
       {!['starting', 'controlled', 'cleared'].includes(state) && (
         <span className="error">{state}</span>
       )}{' '}

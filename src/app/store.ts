@@ -16,7 +16,12 @@ import {
 } from '../engine/generators';
 import type { Progress } from '../engine/progress';
 import type { Precision } from '../engine/sampling';
-import type { FeaturesResult, FineTuneResult, GenerateResult } from '../worker/protocol';
+import type {
+  BackendSpeeds,
+  FeaturesResult,
+  FineTuneResult,
+  GenerateResult,
+} from '../worker/protocol';
 import type { PretrainedHead } from '../engine/evaluation';
 import { loadDemo, readDemoIndex, reorderRows, type DemoIndex } from './demos';
 import { readLatentMap, type LatentMap } from '../engine/latent-map';
@@ -47,6 +52,9 @@ export interface SettingsSlice {
 export interface RuntimeSlice {
   sliceRun: Run<SliceResult>;
   runSlice(): Promise<void>;
+  /** Every backend timed in this page: what auto takes, the probe, a large MatMul's GFLOP/s. */
+  speedRun: Run<BackendSpeeds>;
+  measureBackends(): Promise<void>;
 }
 
 export interface FeaturesSlice {
@@ -108,7 +116,7 @@ export interface GenerateSlice {
   activeDemo: { id: string; title: string; pretrained: PretrainedHead } | null;
   /** Loads a demo's support and held-out images and its pretrained head, then generates. */
   chooseDemo(id: string): Promise<void>;
-  /** The head release's latent map (zoo latents and their PCA), read when first shown. */
+  /** The head release's latent map (the generator's training latents and their PCA), read when first shown. */
   latentMap:
     | { status: 'idle' | 'loading' | 'absent' }
     | { status: 'ready'; map: LatentMap }
@@ -160,6 +168,17 @@ const createRuntimeSlice =
         set({ sliceRun: { status: 'done', result } });
       } catch (error) {
         set({ sliceRun: { status: 'error', backend, message: (error as Error).message } });
+      }
+    },
+    speedRun: { status: 'idle' },
+    measureBackends: async () => {
+      const progress: Progress = { stage: 'select-backend', done: 0, total: 1 };
+      set({ speedRun: { status: 'running', backend: 'auto', progress } });
+      try {
+        const result = await deps.client().request({ type: 'measure-backends' });
+        set({ speedRun: { status: 'done', result } });
+      } catch (error) {
+        set({ speedRun: { status: 'error', backend: 'auto', message: (error as Error).message } });
       }
     },
   });

@@ -156,6 +156,28 @@ export function model(
   return m.encode();
 }
 
+/**
+ * `model` with more graph outputs: the named float values, of undeclared
+ * shape (the runtime infers it), so that running it shows their shapes
+ * (graph-cost.ts). Protobuf merges a message field that occurs twice, so a
+ * second `graph` holding only these outputs appends them to the first.
+ */
+export function withOutputs(modelBytes: Uint8Array, names: readonly string[]): Uint8Array {
+  const graph = new Message();
+  for (const name of names)
+    graph.message(
+      12,
+      new Message()
+        .string(1, name)
+        .message(2, new Message().message(1, new Message().int(1, FLOAT))),
+    );
+  const extra = new Message().message(7, graph).encode();
+  const out = new Uint8Array(modelBytes.length + extra.length);
+  out.set(modelBytes);
+  out.set(extra, modelBytes.length);
+  return out;
+}
+
 function weight(weights: CnnWeights, name: string): Message {
   const t = weights[name];
   if (t === undefined) throw new Error(`the network has no tensor ${name}`);

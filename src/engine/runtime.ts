@@ -33,6 +33,18 @@ export interface RuntimeHost {
   unavailableReason(backend: Backend): Promise<string | null>;
   /** Why `auto` should pass over `backend` although it works (a software WebGPU adapter). */
   autoSkipReason?(backend: Backend): Promise<string | null>;
+  /**
+   * The order in which `auto` tries the backends it could not rule out
+   * (`viable`, in preference order, at least two): by measured speed where the
+   * host measures them (backend-probe.ts); absent, the preference order stands.
+   */
+  autoOrder?(viable: readonly Backend[]): Promise<AutoOrder>;
+}
+
+export interface AutoOrder {
+  order: Backend[];
+  /** Why `auto` put `backend` behind the one it took ("measured 3.1× slower than wasm on a probe …"). */
+  passedOver(backend: Backend): BackendAttempt;
 }
 
 export interface BackendAttempt {
@@ -74,7 +86,7 @@ export function errorMessage(error: unknown): string {
     .trim();
 }
 
-function sessionOptions(backend: Backend): InferenceSession.SessionOptions {
+export function sessionOptions(backend: Backend): InferenceSession.SessionOptions {
   // Errors only: onnxruntime's notices (such as "Some nodes were not assigned to the preferred
   // execution providers" on WebGPU) are not faults, and would read as errors in a page's console.
   return { executionProviders: [backend], graphOptimizationLevel: 'all', logSeverityLevel: 3 };
@@ -82,9 +94,11 @@ function sessionOptions(backend: Backend): InferenceSession.SessionOptions {
 
 /**
  * Picks the backend for `request` on `host` by opening `probeModel` on each
- * candidate in turn. `auto` tries the host's preference order (WebGPU first);
- * a named backend is tried alone. Returns the backend that opened the model
- * and that model's session.
+ * candidate in turn. `auto` rules out what the host says cannot or should not
+ * run (no adapter; a software adapter), lets the host order the rest by
+ * measured speed (`autoOrder`), and tries them in that order; a named backend
+ * is tried alone. Returns the backend that opened the model and that model's
+ * session; its `skipped` says why each backend before it was not taken.
  */
 export async function selectBackend(
   request: BackendRequest,
@@ -93,16 +107,22 @@ export async function selectBackend(
 ): Promise<{ selected: SelectedBackend; probeSession: InferenceSession }> {
   const candidates: readonly Backend[] = request === 'auto' ? host.preference : [request];
   const attempts: BackendAttempt[] = [];
+  let viable: Backend[] = [];
   for (const [i, backend] of candidates.entries()) {
     const last = i === candidates.length - 1;
     const reason = !host.preference.includes(backend)
       ? `not offered in ${host.name} (offered: ${host.preference.join(', ')})`
       : ((await host.unavailableReason(backend)) ??
         (request === 'auto' && !last ? ((await host.autoSkipReason?.(backend)) ?? null) : null));
-    if (reason !== null) {
-      attempts.push({ backend, error: reason });
-      continue;
-    }
+    if (reason === null) viable.push(backend);
+    else attempts.push({ backend, error: reason });
+  }
+  let measured: AutoOrder | null = null;
+  if (request === 'auto' && viable.length > 1 && host.autoOrder !== undefined) {
+    measured = await host.autoOrder(viable);
+    viable = measured.order;
+  }
+  for (const [i, backend] of viable.entries()) {
     try {
       const probeSession = await host.ort.InferenceSession.create(
         probeModel,
@@ -110,7 +130,11 @@ export async function selectBackend(
       );
       const selected: SelectedBackend = {
         backend,
-        skipped: [...attempts],
+        // Then the backends a measurement put behind this one, and why.
+        skipped: [
+          ...attempts,
+          ...(measured === null ? [] : viable.slice(i + 1).map(measured.passedOver)),
+        ],
         host,
         createSession: (model) => host.ort.InferenceSession.create(model, sessionOptions(backend)),
       };

@@ -2,7 +2,9 @@
 // browser exposes an adapter, otherwise wasm.
 
 import * as ort from 'onnxruntime-web';
+import { probeOrder, type AutoProbe } from './backend-probe';
 import type { Backend, RuntimeHost } from './runtime';
+import { indexedDbVerdicts } from './web-verdicts';
 
 interface AdapterInfoLike {
   vendor?: string;
@@ -33,12 +35,22 @@ function gpu(): GpuLike | undefined {
  * 3.0–4.1 s with 2 threads against 1.7–2.2 s with one (fp32, 2 classes,
  * Chromium on this project's 2-core machines).
  */
-export function configureWebRuntime({ wasmPaths }: { wasmPaths: string }): void {
+export function configureWebRuntime({
+  wasmPaths,
+  appVersion,
+}: {
+  wasmPaths: string;
+  /** Part of the key a measured backend choice is kept under: a new app measures again. */
+  appVersion: string;
+}): void {
+  version = appVersion;
   ort.env.wasm.wasmPaths = wasmPaths;
   ort.env.logLevel = 'error';
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
   ort.env.wasm.numThreads = globalThis.crossOriginIsolated && cores > 2 ? Math.min(4, cores) : 1;
 }
+
+let version = 'unknown';
 
 export async function webGpuUnavailableReason(): Promise<string | null> {
   const api = gpu();
@@ -74,6 +86,33 @@ export async function softwareWebGpuReason(): Promise<string | null> {
   }
 }
 
+/** The adapter in its own words ("nvidia ampere"), or a note that it gives none. */
+async function adapterDescription(): Promise<string> {
+  try {
+    const info = (await gpu()?.requestAdapter())?.info ?? {};
+    const described = [info.vendor, info.architecture, info.device, info.description]
+      .filter((part) => part !== undefined && part !== '')
+      .join(' ');
+    return described === '' ? 'an adapter that does not describe itself' : described;
+  } catch {
+    return 'no adapter';
+  }
+}
+
+/**
+ * `auto` times the backends it cannot rule out once per adapter, onnxruntime-web
+ * and app version, and keeps the verdict in IndexedDB. Any adapter that is not
+ * a fallback one is measured, not only one that does not describe itself: the
+ * generator's graphs are small, so even a real GPU's per-call cost can lose to
+ * wasm, and one probe (0.2 s for wasm on this project's 2-core machines, 2–3 s
+ * more for a SwiftShader-like adapter; once) is cheaper than a wrong guess.
+ */
+export const webAutoProbe: AutoProbe = {
+  key: async () =>
+    `${await adapterDescription()} | onnxruntime-web ${ort.env.versions.web ?? '?'} | app ${version}`,
+  store: indexedDbVerdicts,
+};
+
 export const webHost: RuntimeHost = {
   name: 'browser',
   ort,
@@ -84,4 +123,5 @@ export const webHost: RuntimeHost = {
   },
   autoSkipReason: (backend: Backend) =>
     backend === 'webgpu' ? softwareWebGpuReason() : Promise.resolve(null),
+  autoOrder: (viable) => probeOrder(webHost, viable, webAutoProbe),
 };

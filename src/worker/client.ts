@@ -13,15 +13,17 @@ type RequestBody = WorkerRequest extends infer R
 
 type ResultFor<R extends RequestBody> = R['type'] extends 'run-slice'
   ? Extract<ResultEvent, { type: 'slice-result' }>['result']
-  : R['type'] extends 'extract-features'
-    ? Extract<ResultEvent, { type: 'features-result' }>['result']
-    : R['type'] extends 'check-generator'
-      ? Extract<ResultEvent, { type: 'generator-check-result' }>['result']
-      : R['type'] extends 'fine-tune'
-        ? Extract<ResultEvent, { type: 'fine-tune-result' }>['result']
-        : R['type'] extends 'export-classifier'
-          ? Extract<ResultEvent, { type: 'classifier-result' }>['result']
-          : Extract<ResultEvent, { type: 'generate-result' }>['result'];
+  : R['type'] extends 'measure-backends'
+    ? Extract<ResultEvent, { type: 'backend-speeds-result' }>['result']
+    : R['type'] extends 'extract-features'
+      ? Extract<ResultEvent, { type: 'features-result' }>['result']
+      : R['type'] extends 'check-generator'
+        ? Extract<ResultEvent, { type: 'generator-check-result' }>['result']
+        : R['type'] extends 'fine-tune'
+          ? Extract<ResultEvent, { type: 'fine-tune-result' }>['result']
+          : R['type'] extends 'export-classifier'
+            ? Extract<ResultEvent, { type: 'classifier-result' }>['result']
+            : Extract<ResultEvent, { type: 'generate-result' }>['result'];
 
 interface Pending {
   resolve: (event: ResultEvent) => void;

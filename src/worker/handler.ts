@@ -8,6 +8,7 @@ import {
   extractFeatures,
   type Backbone,
 } from '../engine/backbone';
+import { measureBackends, probeGraph } from '../engine/backend-probe';
 import { classifierZip, onnxClassifierZip } from '../engine/classifier-export';
 import { parse } from '../engine/schema';
 import { fetchSource, readJson, readVerified, type FileSource } from '../engine/files';
@@ -24,6 +25,7 @@ import type { Progress } from '../engine/progress';
 import {
   describeBackend,
   errorMessage,
+  selectBackend,
   type BackendRequest,
   type RuntimeHost,
 } from '../engine/runtime';
@@ -310,6 +312,18 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
           post({ type: 'progress', requestId, stage: 'select-backend', done: 0, total: 1 });
           const result = await runSlice(files, request.backend, context.host);
           post({ type: 'slice-result', requestId, result });
+          return;
+        }
+        case 'measure-backends': {
+          // What auto takes here first (from a kept verdict, or its own probe), then every backend timed.
+          const auto = await selectBackend('auto', context.host, probeGraph().model);
+          await auto.probeSession.release();
+          const measured = await measureBackends(context.host);
+          post({
+            type: 'backend-speeds-result',
+            requestId,
+            result: { ...measured, auto: describeBackend(auto.selected) },
+          });
           return;
         }
         case 'extract-features':

@@ -1,6 +1,7 @@
 // The typed protocol between the page and its worker. The page sends requests;
 // the worker answers each with progress events and exactly one result or error.
 
+import type { BackendSpeed, ProbeVerdict } from '../engine/backend-probe';
 import type { GeneratorCheckResult } from '../engine/generator-check';
 import type { Evaluation, PretrainedHead } from '../engine/evaluation';
 import type { FineTuneCurve } from '../engine/fine-tune';
@@ -19,6 +20,8 @@ export interface ImageFile {
 
 export type WorkerRequest =
   | { type: 'run-slice'; requestId: number; backend: BackendRequest; releaseUrl: string }
+  /** Times every backend here: the probe `auto` uses, and a large MatMul's GFLOP/s. */
+  | { type: 'measure-backends'; requestId: number }
   | {
       type: 'extract-features';
       requestId: number;
@@ -93,6 +96,14 @@ export interface FeaturesResult {
   msPerImage: number;
 }
 
+export interface BackendSpeeds {
+  speeds: BackendSpeed[];
+  /** The probe's verdict over every backend that ran it (null when none could). */
+  verdict: ProbeVerdict | null;
+  /** What `auto` takes in this page, and why ("wasm (webgpu skipped: …)"). */
+  auto: string;
+}
+
 export interface FineTuneResult {
   curves: FineTuneCurve[];
   epochs: number;
@@ -110,6 +121,7 @@ export type GenerateResult = GenerationResult & {
 export type WorkerEvent =
   | ({ type: 'progress'; requestId: number } & Progress)
   | { type: 'slice-result'; requestId: number; result: SliceResult }
+  | { type: 'backend-speeds-result'; requestId: number; result: BackendSpeeds }
   | { type: 'features-result'; requestId: number; result: FeaturesResult }
   | { type: 'generator-check-result'; requestId: number; result: GeneratorCheckResult }
   | { type: 'generate-result'; requestId: number; result: GenerateResult }
@@ -122,6 +134,7 @@ export type ResultEvent = Extract<
   {
     type:
       | 'slice-result'
+      | 'backend-speeds-result'
       | 'features-result'
       | 'generator-check-result'
       | 'generate-result'
