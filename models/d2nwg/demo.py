@@ -378,8 +378,8 @@ def build(config: DemoConfig, out: Path, registry_path: Path, config_name: str |
     zoo_dir = cache_dir() / config.zoo_name / "heads"
     registry = json.loads(registry_path.read_text())
     sides = {d["id"]: d["partition"] for d in registry["datasets"]}
-    generator_json = RELEASE_DIR / "head" / "generator.json"
-    validation = json.loads(generator_json.read_text())["validation_tasks"] if generator_json.exists() else []
+    training_json = RELEASE_DIR / "head" / "training.json"
+    validation = json.loads(training_json.read_text()).get("validation_tasks", []) if training_json.exists() else []
     rows = zoo_store.read_table(zoo_dir)
     cache = FeatureCache(data_root)
 

@@ -33,7 +33,6 @@ unseen.png, finetune.png, and its section of ABLATIONS.md.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -58,7 +57,7 @@ from .head_tokens import HeadCorpus, load_head_corpus  # noqa: E402
 from .refine import (CV_MIN_IMAGES, RefineSpec, choose_c_batch, choose_lambda_batch, gram_of,  # noqa: E402
                      logistic_query_logits, logistic_supports, prior_logits, refine_supports, refined_logits,
                      refined_query_logits, smallest_class)
-from .residual_head import ResidualGenerator  # noqa: E402
+from .residual_head import ResidualGenerator, Support  # noqa: E402
 
 log = logging.getLogger("d2nwg.evaluate_head")
 
@@ -161,38 +160,19 @@ def as64(a: np.ndarray) -> torch.Tensor:
 # ---- the generator's heads ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def supports_built_once(generator: ResidualGenerator):
-    """Inside the block, the generator builds each support (its reference, basis and conditions: an SVD
-    per class) once, however often `generate_batch` and `reference_heads` are asked for it: the
-    evaluation asks for the same supports up to three times (samples, latent 0, reference). A support
-    is the same when it is the same list object."""
-    built: dict[int, tuple[list[np.ndarray], object]] = {}
-
-    def support(images: list[np.ndarray]):
-        hit = built.get(id(images))
-        if hit is None or hit[0] is not images:
-            hit = built[id(images)] = (images, ResidualGenerator.support(generator, images))
-        return hit[1]
-
-    generator.support = support
-    try:
-        yield
-    finally:
-        del generator.support
-
-
-def by_class_count(supports: list[list[np.ndarray]]) -> list[list[int]]:
+def by_class_count(supports: list[Support]) -> list[list[int]]:
     """Indices of the supports, grouped by class count (a generator batch needs one class count)."""
     groups: dict[int, list[int]] = {}
     for i, support in enumerate(supports):
-        groups.setdefault(len(support), []).append(i)
+        groups.setdefault(len(support.bias), []).append(i)
     return list(groups.values())
 
 
-def generate_all(generator: ResidualGenerator, supports: list[list[np.ndarray]], seeds: list[int],
+def generate_all(generator: ResidualGenerator, supports: list, seeds: list[int],
                  sampling: SamplingSettings) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(weight [S, C, D], bias [S, C]) for every support, x_T from Mulberry32(seed) × temperature."""
+    """(weight [S, C, D], bias [S, C]) for every support (images or built), x_T from Mulberry32(seed) ×
+    temperature."""
+    supports = generator.built(supports)
     out: list = [None] * len(supports)
     for idx in by_class_count(supports):
         weight, bias = generator.generate_batch([supports[i] for i in idx], sampling, [seeds[i] % 2**32 for i in idx])
@@ -201,8 +181,9 @@ def generate_all(generator: ResidualGenerator, supports: list[list[np.ndarray]],
     return out
 
 
-def reference_all(generator: ResidualGenerator, supports: list[list[np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The reference head of every support: (weight [1, C, D], bias [1, C])."""
+def reference_all(generator: ResidualGenerator, supports: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The reference head of every support (images or built): (weight [1, C, D], bias [1, C])."""
+    supports = generator.built(supports)
     out: list = [None] * len(supports)
     for idx in by_class_count(supports):
         weight, bias = generator.reference_heads([supports[i] for i in idx])
@@ -314,10 +295,10 @@ def calibrate(generator: ResidualGenerator, corpus: HeadCorpus, config: Evaluati
     for shots in config.calibration_shots:
         rng = np.random.default_rng(stable_seed(config.seed, "calibration", shots))
         supports = [[corpus.features[i] for i in corpus.draw_support(t, shots, rng)] for t in tasks]
-        with supports_built_once(generator):
-            heads = generate_all(generator, supports, [stable_seed(config.seed, "calibration", shots, t) for t in tasks],
-                                 settings(config, 0))
-            references = reference_all(generator, supports)
+        built = generator.built(supports)  # once, for the samples and the reference
+        heads = generate_all(generator, built, [stable_seed(config.seed, "calibration", shots, t) for t in tasks],
+                             settings(config, 0))
+        references = reference_all(generator, built)
         found: dict[str, dict[str, list]] = {kind: {"scores": [], "plain": [], "cv": []} for kind in per_task}
         images = []
         for t, support, pair_g, pair_r in zip(tasks, supports, heads, references):
@@ -512,16 +493,16 @@ def sweep_section(generator: ResidualGenerator, corpus: HeadCorpus, unseen: list
     variants += [(f"{config.temperature:g}, {s} steps", config.temperature, s) for s in config.sweep_steps]
     rows = [{"temperature": label, "value": temperature, "steps": steps} for label, temperature, steps in variants]
     for group, group_cases in cases.items():
-        with supports_built_once(generator):  # every variant samples from the same supports
-            for row in rows:
-                sampling = settings(config, 0, row["value"], samples=config.sweep_samples, steps=row["steps"])
-                heads = generate_all(generator, [c[0] for c in group_cases], list(range(len(group_cases))), sampling)
-                plain, refined = [], []
-                for (w, b), (support, x, y) in zip(heads, group_cases):
-                    plain.append(accuracies(w, b, x, y).mean())
-                    xs, ys = stacked(support)
-                    refined.append((refine_heads(xs, ys, len(support), w, b, x, spec, config.solver_tol)[1] == y[None]).mean())
-                row[group] = {"generated": float(np.mean(plain)), "refined": float(np.mean(refined)), "cases": len(group_cases)}
+        built = generator.built([c[0] for c in group_cases])  # every variant samples from the same supports
+        for row in rows:
+            sampling = settings(config, 0, row["value"], samples=config.sweep_samples, steps=row["steps"])
+            heads = generate_all(generator, built, list(range(len(group_cases))), sampling)
+            plain, refined = [], []
+            for (w, b), (support, x, y) in zip(heads, group_cases):
+                plain.append(accuracies(w, b, x, y).mean())
+                xs, ys = stacked(support)
+                refined.append((refine_heads(xs, ys, len(support), w, b, x, spec, config.solver_tol)[1] == y[None]).mean())
+            row[group] = {"generated": float(np.mean(plain)), "refined": float(np.mean(refined)), "cases": len(group_cases)}
         log.info("sweep %s: %s", group, {r["temperature"]: (round(r[group]["generated"], 3), round(r[group]["refined"], 3))
                                          for r in rows})
     zoo_groups = [f"zoo_{k}" for k in config.sweep_shots if f"zoo_{k}" in cases]
@@ -597,18 +578,18 @@ def episode_heads(generator: ResidualGenerator, supports: list[list[np.ndarray]]
     parts: dict[str, list] = {"generated": [], "latent_zero": [], "reference": []}
     seconds = dict.fromkeys(parts, 0.0)
     for lo in range(0, len(supports), chunk):
-        batch, batch_seeds = supports[lo: lo + chunk], seeds[lo: lo + chunk]
-        with supports_built_once(generator):
-            started = time.monotonic()
-            parts["generated"].append(generator.generate_batch(batch, settings(config, 0), batch_seeds))
-            seconds["generated"] += time.monotonic() - started
-            started = time.monotonic()
-            parts["latent_zero"].append(generator.generate_batch(batch, settings(config, 0, temperature=0.0), batch_seeds))
-            seconds["latent_zero"] += time.monotonic() - started
-            started = time.monotonic()
-            w, b = generator.reference_heads(batch)
-            parts["reference"].append((w[:, None], b[:, None]))
-            seconds["reference"] += time.monotonic() - started
+        batch_seeds = seeds[lo: lo + chunk]
+        started = time.monotonic()
+        batch = generator.built(supports[lo: lo + chunk])  # once for all three (counted with "generated")
+        parts["generated"].append(generator.generate_batch(batch, settings(config, 0), batch_seeds))
+        seconds["generated"] += time.monotonic() - started
+        started = time.monotonic()
+        parts["latent_zero"].append(generator.generate_batch(batch, settings(config, 0, temperature=0.0), batch_seeds))
+        seconds["latent_zero"] += time.monotonic() - started
+        started = time.monotonic()
+        w, b = generator.reference_heads(batch)
+        parts["reference"].append((w[:, None], b[:, None]))
+        seconds["reference"] += time.monotonic() - started
     heads = {k: (np.concatenate([w for w, _ in v]), np.concatenate([b for _, b in v])) for k, v in parts.items()}
     return heads, seconds
 

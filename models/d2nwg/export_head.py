@@ -53,7 +53,7 @@ from .config import RELEASE_DIR
 from .features import backbone_id
 from .generation import SamplingSettings
 from .hashing import sha256_file
-from .onnx_export import RELEASE_VERSION, export_graph, fixture_support, pack, tensor_json
+from .onnx_export import export_graph, fixture_support, pack, tensor_json
 from .refine import RefineSpec
 from .residual_head import ResidualDenoiser, ResidualGenerator, ResidualScale
 

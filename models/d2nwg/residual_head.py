@@ -218,7 +218,8 @@ def basis_vectors(names: tuple[str, ...], means: np.ndarray, images: np.ndarray,
         np.fill_diagonal(d2, np.inf)
         vectors["nearest"] = means[d2.argmin(1)] - means if len(means) > 1 else np.zeros_like(means)
     make = {"lda": lambda: stats.whiten(diff, shrinkage), "ncm": lambda: diff, "mean": lambda: means,
-            "centre": lambda: np.broadcast_to(centre, means.shape), "diag": lambda: np.divide(diff, stats.variance, out=np.zeros_like(diff), where=stats.variance > 0),
+            "centre": lambda: np.broadcast_to(centre, means.shape),
+            "diag": lambda: np.divide(diff, stats.variance, out=np.zeros_like(diff), where=stats.variance > 0),
             "sign": lambda: np.sign(diff)}
     for name in names:
         if name not in vectors:
@@ -538,10 +539,15 @@ class ResidualGenerator:
         rng = Mulberry32(seed)
         return rng.normals(samples * classes * self.model.shape.coords).reshape(samples, classes, -1), rng
 
+    def built(self, supports: list) -> list[Support]:
+        """Each support (per class [k_c, F] unit-norm images, or already a `Support`) as a `Support`."""
+        return [s if isinstance(s, Support) else self.support(s) for s in supports]
+
     @torch.no_grad()
-    def generate_batch(self, supports: list[list[np.ndarray]], settings, seeds: list[int],
+    def generate_batch(self, supports: list, settings, seeds: list[int],
                        record=None) -> tuple[np.ndarray, np.ndarray]:
-        """Heads for many supports (each per class [k_c, F], unit-norm): support b from x_T =
+        """Heads for many supports (each per class [k_c, F], unit-norm, or a built `Support`, which a caller
+        asking for the same supports again can keep): support b from x_T =
         Mulberry32(seeds[b]) normals × temperature, DDIM with the settings' steps and η → weight
         [B, S, C, F], bias [B, S, C]. Every support in one call must have the same class count. The
         residual model has no unconditional mode, so guidance must be 1. `record` sees every DDIM step
@@ -550,10 +556,10 @@ class ResidualGenerator:
 
         if settings.guidance != 1.0:
             raise ValueError("the residual head generator has no unconditional mode: guidance must be 1")
-        classes = len(supports[0])
-        if any(len(s) != classes for s in supports):
+        built = self.built(supports)
+        classes = len(built[0].bias)
+        if any(len(b.bias) != classes for b in built):
             raise ValueError("generate_batch needs supports with the same class count")
-        built = [self.support(s) for s in supports]
         starts = [self.initial_noise(settings.samples, classes, seed) for seed in seeds]
         x = np.concatenate([noise for noise, _ in starts]) * settings.temperature  # [B·S, C, K + 1]
         condition = torch.cat([self.condition(b).repeat(settings.samples, 1) for b in built])  # row (b, s, c)
@@ -574,9 +580,10 @@ class ResidualGenerator:
         heads = [self.heads(coords[b], built[b]) for b in range(len(built))]
         return np.stack([w for w, _ in heads]), np.stack([b for _, b in heads])
 
-    def reference_heads(self, supports: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """The closed-form reference head of each support: weight [B, C, F], bias [B, C]."""
-        built = [self.support(s) for s in supports]
+    def reference_heads(self, supports: list) -> tuple[np.ndarray, np.ndarray]:
+        """The closed-form reference head of each support (images or a built `Support`): weight [B, C, F],
+        bias [B, C]."""
+        built = self.built(supports)
         return np.stack([b.weight for b in built]), np.stack([b.bias for b in built])
 
     @torch.no_grad()
@@ -657,11 +664,13 @@ def train(config: ResidualConfig, folder: Path) -> dict:
     bank = build_bank(corpus, train_tasks, stats, config, reference_scale, heads_of, rng)
     timings["bank_s"] = time.monotonic() - mark
     log.info("bank: %d rows, scale %.2f, %.0f s", len(bank.full), reference_scale, timings["bank_s"])
+    held_out = [str(t) for t in corpus.task_ids[len(train_tasks):]]
     del corpus
     schedule = NoiseSchedule(train_steps=config.train_steps, beta_schedule=config.beta_schedule)
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"config": as_dict(config), "inputs": inputs, "rows": int(len(bank.full)), "reference_scale": reference_scale,
-               "runs": {}}
+               # the zoo tasks held out of the statistics, the scale and the bank (the evaluation's and demos')
+               "validation_tasks": held_out, "runs": {}}
     for run in config.runs:
         target, prediction = run.split(":")
         mark = time.monotonic()

@@ -27,7 +27,7 @@ DATASETS = {
     "clipart/people": ("clipart", "unseen", ["people", "people/bodypart", "people/clothing/hats"], False),
 }
 TRAIN, TEST = 6, 7
-VALIDATION = json.loads((RELEASE_DIR / "head" / "generator.json").read_text())["validation_tasks"]
+VALIDATION = json.loads((RELEASE_DIR / "head" / "training.json").read_text())["validation_tasks"]
 
 
 def centre(key: str) -> np.ndarray:
