@@ -376,9 +376,15 @@ describe('d2nwg command-line tool', () => {
   it('--help lists the release defaults', async () => {
     const io = captured();
     expect(await main(['--help'])).toBe(0);
-    const manifest = JSON.parse(
-      readFileSync(new URL('../../models/release/cnn/manifest.json', import.meta.url), 'utf8'),
-    ) as { sampling_defaults: { steps: number; samples: number }; default_arch: string };
+    const read = (family: string) =>
+      JSON.parse(
+        readFileSync(
+          new URL(`../../models/release/${family}/manifest.json`, import.meta.url),
+          'utf8',
+        ),
+      ) as { sampling_defaults: { steps: number; samples: number }; default_arch: string };
+    // The defaults shown are those of --family's default, head; the cnn architecture is cnn's.
+    const manifest = { ...read('head'), default_arch: read('cnn').default_arch };
     const help = io.out.join('');
     expect(help).toContain(
       `--steps K                DDIM steps (default ${manifest.sampling_defaults.steps})`,
