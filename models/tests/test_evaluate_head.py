@@ -3,12 +3,11 @@ cross-fitted calibration, the sampling settings, and that each support is built 
 
 import numpy as np
 import pytest
-import torch
 
 from d2nwg import evaluate_head as eh
 from d2nwg import residual_head as rh
-from d2nwg.ddim import NoiseSchedule
 from d2nwg.refine import RefineSpec
+from test_residual_head import generator  # noqa: F401  (the untrained generator fixture, shared)
 
 GRID = [10.0, 1.0, 0.1]  # strongest prior first, as the calibration orders it
 
@@ -66,29 +65,11 @@ def test_temperature_zero_is_one_deterministic_sample():
     assert (sampled.samples, sampled.eta, sampled.temperature, sampled.seed) == (8, 0.5, 0.5, 3)
 
 
-DIM = 12
+DIM = 12  # test_residual_head's, whose untrained generator these tests share
 
 
 def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def generator() -> rh.ResidualGenerator:
-    """An untrained generator with a non-zero output layer."""
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    vectors, _ = np.linalg.qr(rng.standard_normal((DIM, DIM)))
-    stats = rh.SeenStatistics(vectors.T.astype(np.float32), np.linspace(1.0, 0.01, DIM).astype(np.float32),
-                              rng.uniform(0.05, 1.0, DIM).astype(np.float32))
-    config = rh.ResidualConfig(whitening_rank=DIM, shrinkage=0.05, global_rank=2, hidden=16, image_hidden=8, blocks=1)
-    probe = rh.build_support([unit(rng.standard_normal((2, DIM))) for _ in range(3)], stats, config, scale=5.0)
-    dim = probe.basis.shape[1] + 1
-    model = rh.ResidualDenoiser(rh.DenoiserShape(dim, probe.image_features.shape[-1], probe.class_features.shape[-1],
-                                                 16, 8, 1, "eps"))
-    torch.nn.init.normal_(model.output.weight, std=0.1)
-    return rh.ResidualGenerator(model.eval(), stats, config, 5.0, rh.ResidualScale(np.ones(dim - 1, np.float32), 1.0),
-                                NoiseSchedule(train_steps=100), "full")
 
 
 def test_each_support_is_built_once_and_the_heads_do_not_change(generator, monkeypatch):
@@ -102,7 +83,6 @@ def test_each_support_is_built_once_and_the_heads_do_not_change(generator, monke
     monkeypatch.setattr(rh, "build_support", lambda *args: built.append(1) or original(*args))
     heads, seconds = eh.episode_heads(generator, supports, config, seeds)
     assert len(built) == len(supports)
-    assert "support" not in vars(generator)  # the cache is gone after the block
     assert set(seconds) == {"generated", "latent_zero", "reference"}
     for name, (w, b) in heads.items():
         np.testing.assert_array_equal(w, plain[name][0])
