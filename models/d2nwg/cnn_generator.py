@@ -27,7 +27,7 @@ from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS, CnnCorpus, CnnNorm
 from .ddim import EpsFunction, GuidedStep, NoiseSchedule, sample_guided
 from .generation import SamplingSettings, encode_condition, rows_of
 from .rng import Mulberry32
-from .weight_vae import mlp
+from .layers import mlp
 
 
 # ---- VAE ----------------------------------------------------------------------------------------------

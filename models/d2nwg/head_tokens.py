@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import safetensors, zoo_store
-from .features import draw_support, seen_class_features, unit_rows
+from .features import draw_support, seen_class_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +46,6 @@ class TokenNorm:
         return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def support_basis(class_means: np.ndarray) -> np.ndarray:
-    """The VAE decoder's support directions per class: class means [C, F] (of unit-norm features) →
-    [C, 2, F]: the class's unit mean, and the mean of all classes' unit means."""
-    unit = unit_rows(class_means)
-    centre = np.broadcast_to(unit.mean(0, keepdims=True), unit.shape)
-    return np.stack([unit, centre], axis=1).astype(np.float32)
-
-
 @dataclasses.dataclass
 class HeadCorpus:
     """Every zoo head as tokens, and the unit-norm features of every seen image, indexed by class."""
@@ -71,10 +63,6 @@ class HeadCorpus:
     @property
     def token_dim(self) -> int:
         return self.tokens[0].shape[1]
-
-    def class_means(self, task: int, shots: int, rng: np.random.Generator) -> np.ndarray:
-        """Mean features [C, F] of one support draw of the task."""
-        return np.stack([self.features[idx].mean(0) for idx in self.draw_support(task, shots, rng)])
 
     def draw_support(self, task: int, shots: int, rng: np.random.Generator) -> list[np.ndarray]:
         """Per class of the task: indices of `shots` train images (fewer when the class has fewer)."""
@@ -122,9 +110,3 @@ def load_head_corpus(zoo_dir: Path, data_root: Path, max_heads: int = 0) -> Head
         tokens=[norm.to_tokens(w, b) for w, b in zip(weights, biases)],
         norm=norm,
     )
-
-
-def head_accuracy(weight: np.ndarray, bias: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of a head (or a stack [S, C, D] of heads, averaged) on unit-norm features."""
-    logits = np.einsum("nd,...cd->...nc", x, weight) + bias[..., None, :]
-    return float((logits.argmax(-1) == y).mean())

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from .config import as_dict, cache_dir, from_dict, load_config
-from .weight_vae import mlp
+from .layers import mlp
 
 log = logging.getLogger("d2nwg.residual_head")
 
