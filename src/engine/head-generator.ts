@@ -82,6 +82,13 @@ export function readStatistics(bytes: Uint8Array): SeenStatistics {
   };
 }
 
+/** The condition of each class row [C, h] repeated for `samples` samples: row s·C + c is class c's. */
+function tileCondition(condition: Float32Array, samples: number): Float32Array {
+  const tiled = new Float32Array(samples * condition.length);
+  for (let s = 0; s < samples; s++) tiled.set(condition, s * condition.length);
+  return tiled;
+}
+
 export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   readonly family = 'head';
   private statistics: SeenStatistics | undefined;
@@ -163,15 +170,17 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     samples: number,
     condition: Float32Array,
   ): Promise<Float32Array> {
+    return this.epsOfRows(x, t, tileCondition(condition, samples));
+  }
+
+  /** ε̂ for x [S·C, L] at timestep t, given each row's condition [S·C, h] (tiled once per run). */
+  private async epsOfRows(x: Float32Array, t: number, tiled: Float32Array): Promise<Float32Array> {
     const latent = this.manifest.latent_dim;
     const rows = x.length / latent;
-    const hidden = condition.length / (rows / samples);
-    const tiled = new Float32Array(rows * hidden);
-    for (let s = 0; s < samples; s++) tiled.set(condition, s * condition.length);
     const outputs = await this.denoiser.run({
       latents: this.float(x, [rows, latent]),
       timestep: this.float(new Float32Array(rows).fill(t), [rows]),
-      condition: this.float(tiled, [rows, hidden]),
+      condition: this.float(tiled, [rows, tiled.length / rows]),
     });
     return output(outputs, 'eps');
   }
@@ -235,6 +244,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
     });
     const { built, condition } = encoded.result;
     const latent = this.manifest.latent_dim;
+    const tiled = tileCondition(condition, o.samples); // every DDIM step conditions the same rows
     const denoised = await timedStage(
       'denoise',
       control,
@@ -243,7 +253,7 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
           this.manifest.schedule,
           o.samples * classes * latent,
           o,
-          (x, t, rows) => this.eps(x, t, rows, condition),
+          (x, t) => this.epsOfRows(x, t, tiled),
           control,
         ),
       { reportUnits: false },
