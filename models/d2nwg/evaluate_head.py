@@ -87,12 +87,18 @@ class EvaluationConfig:
     episode_queries: int = 15  # per class
     bootstrap: int = 1000  # resamples of each dataset's episodes
     solver_tol: float = 1e-4  # sklearn's lbfgs tolerance, used by every batched solve (refine.solver_tolerance)
+    # The prior each cross-validation fold refines (refine.CV_PRIORS). Release 0.2.0 used "mean", the
+    # generated heads' mean; those heads saw the validation images, which made a strong prior win the folds
+    # (λ = 100 on 61% of the 20-shot unseen episodes). The reference head of the fold's training images has
+    # not seen them.
+    cv_prior: str = "fold_reference"
     calibration_shots: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
     # The λs calibrated (and cross-validated, if the rule chooses to): the baselines' 1/C grid, widened upward
-    # (heads at the reference's scale, s ≈ 330, already fit a small support). Not below 0.001: the engine's
-    # refine runs in the page, and weaker priors take it to its iteration cap (about 2 s a head at 10
-    # classes × 20 images) although on the prototype's held-out tasks 1e-5 scored best from 10 shots.
-    lambda_grid: tuple[float, ...] = (100.0, 10.0, 1.0, 0.1, 0.01, 0.001)
+    # (heads at the reference's scale, s ≈ 330, already fit a small support) and down to 1e-4 (release 0.2.0
+    # stopped at 0.001, where the 20-shot calibration was still rising; on the prototype's held-out tasks
+    # 1e-5 scored best from 10 shots). Stopping at sklearn's tolerance (`solver_tol`) keeps the weak priors'
+    # solves short in the page too.
+    lambda_grid: tuple[float, ...] = (100.0, 10.0, 1.0, 0.1, 0.01, 0.001, 0.0001)
     calibration_tasks: int = 100  # zoo tasks held out of the generator's training (0: all)
     seen_tasks: int = 100  # zoo tasks the generator trained on
     seen_shots: int = 20
@@ -289,7 +295,7 @@ def calibrate(generator: ResidualGenerator, corpus: HeadCorpus, config: Evaluati
     started = time.monotonic()
     tasks = held_out[: config.calibration_tasks] if config.calibration_tasks else held_out
     grid_desc = sorted(grid, reverse=True)
-    cv_spec = RefineSpec({1: 1.0}, lambda_grid=tuple(grid_desc), cv_min_images=CV_MIN_IMAGES)
+    cv_spec = RefineSpec({1: 1.0}, lambda_grid=tuple(grid_desc), cv_min_images=CV_MIN_IMAGES, cv_prior=config.cv_prior)
     per_shots: dict[str, dict] = {}
     per_task: dict[str, dict[int, dict]] = {"generated": {}, "reference": {}}
     for shots in config.calibration_shots:
@@ -310,9 +316,12 @@ def calibrate(generator: ResidualGenerator, corpus: HeadCorpus, config: Evaluati
                 found[kind]["scores"].append(grid_accuracies(x, y, classes, w, b, grid_desc, xq, yq, config.solver_tol).mean(1))
                 found[kind]["plain"].append(accuracies(w, b, xq, yq).mean())
                 cv = -1
-                if images[-1] >= CV_MIN_IMAGES:
+                if images[-1] >= CV_MIN_IMAGES and kind == "reference" and config.cv_prior == "fold_reference":
+                    cv = found["generated"]["cv"][-1]  # the same folds, priors and grid: the same choice
+                elif images[-1] >= CV_MIN_IMAGES:
                     lam = choose_lambda_batch(as64(x)[None], torch.from_numpy(y)[None], classes, as64(w.mean(0))[None],
-                                              as64(b.mean(0))[None], cv_spec, config.solver_tol)
+                                              as64(b.mean(0))[None], cv_spec, config.solver_tol,
+                                              fold_prior=fold_prior_of(generator, classes))
                     cv = grid_desc.index(float(lam[0]))
                 found[kind]["cv"].append(cv)
         row: dict = {"tasks": len(tasks), "smallest_class": {"min": int(min(images)), "median": float(np.median(images))}}
@@ -326,16 +335,22 @@ def calibrate(generator: ResidualGenerator, corpus: HeadCorpus, config: Evaluati
         log.info("calibration: %s heads: %s (%s)", kind, rule_name(rule["cv_min_images"]),
                  {m: round(o["mean"], 4) for m, o in rule["options"].items()})
     return {"tasks": len(tasks), "samples": config.samples, "temperature": config.temperature, "grid": grid_desc,
+            "cv_prior": config.cv_prior,
             "shots": per_shots, "rules": rules, "wall_s": time.monotonic() - started}
 
 
-def specs(calibration: dict) -> tuple[RefineSpec, RefineSpec]:
+def specs(calibration: dict, config: EvaluationConfig) -> tuple[RefineSpec, RefineSpec]:
     """The λ rules the calibration chose: for generated heads (the manifest's) and for the reference head."""
     def spec(kind: str) -> RefineSpec:
         rule = calibration["rules"][kind]
         return RefineSpec({int(k): float(v) for k, v in rule["lambda_by_shots"].items()},
-                          lambda_grid=tuple(calibration["grid"]), cv_min_images=int(rule["cv_min_images"]))
+                          lambda_grid=tuple(calibration["grid"]), cv_min_images=int(rule["cv_min_images"]),
+                          cv_prior=calibration.get("cv_prior", "mean"), solver_tol=config.solver_tol)
     return spec("generated"), spec("reference")
+
+
+CV_PRIOR_WORDS = {"mean": "the generated heads' mean",
+                  "fold_reference": "the reference head of the fold's own training images"}
 
 
 def describe_rule(spec: RefineSpec) -> str:
@@ -344,7 +359,8 @@ def describe_rule(spec: RefineSpec) -> str:
         return f"the calibrated λ at every shot count, never cross-validated (images a class → λ: {calibrated})"
     return (f"{spec.cv_folds}-fold cross-validation on the support over λ ∈ {{"
             + ", ".join(f"{v:g}" for v in sorted(spec.lambda_grid)) + f"}} from {spec.cv_min_images} images a class "
-            f"(ties to the stronger prior), below that the calibrated λ ({calibrated})")
+            f"(ties to the stronger prior; each fold refines {CV_PRIOR_WORDS[spec.cv_prior]}), below that the calibrated λ "
+            f"({calibrated})")
 
 
 def refine_json(calibration: dict, spec: RefineSpec, config: EvaluationConfig) -> dict:
@@ -367,11 +383,17 @@ def refine_json(calibration: dict, spec: RefineSpec, config: EvaluationConfig) -
 # ---- seen ---------------------------------------------------------------------------------------------
 
 
+def fold_prior_of(generator: ResidualGenerator, classes: int):
+    """Cross-validation's prior for a fold with cv_prior "fold_reference": the reference of its training rows."""
+    return lambda x, y: generator.fold_references(x, y, classes)
+
+
 def refine_heads(x: np.ndarray, y: np.ndarray, classes: int, w: np.ndarray, b: np.ndarray, xq: np.ndarray,
-                 spec: RefineSpec, tol: float) -> tuple[float, np.ndarray]:
+                 spec: RefineSpec, tol: float, generator: ResidualGenerator) -> tuple[float, np.ndarray]:
     """λ by the rule and the query predictions [S, m] of S heads refined on one support."""
     xt, yt = as64(x)[None], torch.from_numpy(y)[None]
-    lam = choose_lambda_batch(xt, yt, classes, as64(w.mean(0))[None], as64(b.mean(0))[None], spec, tol)
+    lam = choose_lambda_batch(xt, yt, classes, as64(w.mean(0))[None], as64(b.mean(0))[None], spec, tol,
+                              fold_prior=fold_prior_of(generator, classes))
     logits = refined_logits(xt, yt, classes, as64(w)[None], as64(b)[None], lam[:, None].expand(1, len(w)), as64(xq)[None], tol)
     return float(lam[0]), logits[0].argmax(-1).numpy()
 
@@ -396,7 +418,7 @@ def seen_section(generator: ResidualGenerator, corpus: HeadCorpus, config: Evalu
             x, y = corpus.heldout(t)
             acc = accuracies(weight, bias, x, y)
             xs, ys = stacked(support)
-            _, refined_pred = refine_heads(xs, ys, len(support), weight, bias, x, spec, config.solver_tol)
+            _, refined_pred = refine_heads(xs, ys, len(support), weight, bias, x, spec, config.solver_tol, generator)
             zoo_heads = [corpus.norm.to_head(corpus.tokens[h]) for h in heads_of_task[t]]
             zoo_w = np.stack([w for w, _ in zoo_heads])
             zoo_b = np.stack([b for _, b in zoo_heads])
@@ -501,7 +523,7 @@ def sweep_section(generator: ResidualGenerator, corpus: HeadCorpus, unseen: list
             for (w, b), (support, x, y) in zip(heads, group_cases):
                 plain.append(accuracies(w, b, x, y).mean())
                 xs, ys = stacked(support)
-                refined.append((refine_heads(xs, ys, len(support), w, b, x, spec, config.solver_tol)[1] == y[None]).mean())
+                refined.append((refine_heads(xs, ys, len(support), w, b, x, spec, config.solver_tol, generator)[1] == y[None]).mean())
             row[group] = {"generated": float(np.mean(plain)), "refined": float(np.mean(refined)), "cases": len(group_cases)}
         log.info("sweep %s: %s", group, {r["temperature"]: (round(r[group]["generated"], 3), round(r[group]["refined"], 3))
                                          for r in rows})
@@ -631,13 +653,14 @@ def score_episodes(generator: ResidualGenerator, episodes: list[protocol.Episode
         gram, cross = gram_of(x), x @ q.transpose(1, 2)
         refine_form, logistic_form = refine_supports(None, y, ways, gram), logistic_supports(None, y, ways, gram)
         w, b = as64(gen_w[part]), as64(gen_b[part])
-        lam = choose_lambda_batch(x, y, ways, w.mean(1), b.mean(1), methods.generated, tol, gram)
+        folds = fold_prior_of(generator, ways)
+        lam = choose_lambda_batch(x, y, ways, w.mean(1), b.mean(1), methods.generated, tol, gram, folds)
         logits = refined_query_logits(refine_form, cross, prior_logits(x, w, b), prior_logits(q, w, b),
                                       lam[:, None].expand(count, w.shape[1]), tol)
         found["refined_samples"].append(query_accuracy(logits.argmax(-1).numpy(), yq[part]))
         found["lambda"].append(lam.numpy())
         rw, rb = as64(ref_w[part]), as64(ref_b[part])
-        lam = choose_lambda_batch(x, y, ways, rw[:, 0], rb[:, 0], methods.reference, tol, gram)
+        lam = choose_lambda_batch(x, y, ways, rw[:, 0], rb[:, 0], methods.reference, tol, gram, folds)
         logits = refined_query_logits(refine_form, cross, prior_logits(x, rw, rb), prior_logits(q, rw, rb), lam[:, None], tol)
         found["reference_refined"].append(query_accuracy(logits.argmax(-1).numpy(), yq[part])[:, 0])
         found["reference_lambda"].append(lam.numpy())
@@ -1051,7 +1074,6 @@ def write_report(metrics: dict, out_dir: Path) -> None:
     lines += [f"Methods: *generated* — the mean over the {c['samples']} samples of each sample's accuracy; *generated + "
               "refined* — each sample refined toward the support (MAP logistic regression with the sample as prior mean, "
               f"`refine.py`), λ by the manifest's rule: {describe_rule(gen_spec)}"
-              + ("" if gen_spec.cv_min_images >= NEVER_CV else ", with the samples' mean as the cross-validation's prior")
               + "; *latent 0* — the deterministic path, one head; *reference head alone* — the "
               "closed-form head, no residual; *reference + refined* — the same refine with the reference as prior, λ by "
               f"the reference's own rule, chosen the same way: {describe_rule(ref_spec)}; *logistic regression* — "
@@ -1249,7 +1271,7 @@ def evaluate(config: EvaluationConfig, generator_dir: Path, data_name: str, zoo_
     held_out = held_out_tasks(generator, corpus)
     since = lap("load", started)
     calibration = calibrate(generator, corpus, config, held_out, config.lambda_grid)
-    gen_spec, ref_spec = specs(calibration)
+    gen_spec, ref_spec = specs(calibration, config)
     (generator_dir / "refine.json").write_text(json.dumps(refine_json(calibration, gen_spec, config), indent=1) + "\n")
     since = lap("calibration", since)
     seen = seen_section(generator, corpus, config, held_out, gen_spec)

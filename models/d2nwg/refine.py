@@ -12,10 +12,15 @@ for the parity test that ties the two (src/engine/refine.test.ts).
 
 λ (`choose_lambda`, the rule the engine runs too, read from the manifest's
 `refine` block, `RefineSpec`): 3-fold cross-validation on the support over
-`LAMBDA_GRID` (folds dealt per class in image order; prior: the mean of the
-generated heads; mean validation accuracy; ties to the stronger prior) when
-every class has ≥ 3 images; otherwise the λ calibrated on held-out zoo tasks
-for the largest calibrated shot count not above the smallest class.
+`LAMBDA_GRID` (folds dealt per class in image order; mean validation accuracy;
+ties to the stronger prior) when every class has ≥ 3 images; otherwise the λ
+calibrated on held-out zoo tasks for the largest calibrated shot count not
+above the smallest class. The prior each fold refines (`cv_prior`) is either
+the mean of the generated heads ("mean") or the closed-form reference head of
+the fold's own training images ("fold_reference"). The generated heads saw
+every support image, the validation fold's too, so with "mean" a strong prior
+scores on images it was made from and cross-validation favours it; the
+reference of the fold's training images has seen none of them.
 
 The evaluation solves thousands of such problems, and logistic regression
 (the same problem with prior 0, penalty on W only), so the second half of the
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +46,7 @@ from scipy.optimize import minimize
 LAMBDA_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 CV_MIN_IMAGES = 3
 CV_FOLDS = 3
+CV_PRIORS = ("mean", "fold_reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,17 +57,28 @@ class RefineSpec:
     lambda_grid: tuple[float, ...] = LAMBDA_GRID
     cv_min_images: int = CV_MIN_IMAGES
     cv_folds: int = CV_FOLDS
+    cv_prior: str = "mean"  # one of CV_PRIORS (module docstring)
+    # Where the solves stop: sklearn's rule, the largest gradient entry of the mean loss ≤ solver_tol
+    # (`solver_tolerance`); the evaluation measured the refine with it, and the engine stops there too.
+    solver_tol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.cv_prior not in CV_PRIORS:
+            raise ValueError(f"cv_prior {self.cv_prior!r} is not one of {CV_PRIORS}")
 
     def manifest(self) -> dict:
         return {"lambda_grid": [int(v) if float(v).is_integer() else float(v) for v in self.lambda_grid],
-                "cv_min_images": self.cv_min_images, "cv_folds": self.cv_folds,
+                "cv_min_images": self.cv_min_images, "cv_folds": self.cv_folds, "cv_prior": self.cv_prior,
+                "solver_tol": self.solver_tol,
                 "lambda_by_shots": {str(k): float(v) for k, v in sorted(self.lambda_by_shots.items())}}
 
     @staticmethod
     def from_manifest(block: dict) -> "RefineSpec":
         return RefineSpec(lambda_by_shots={int(k): float(v) for k, v in block["lambda_by_shots"].items()},
                           lambda_grid=tuple(float(v) for v in block["lambda_grid"]),
-                          cv_min_images=int(block["cv_min_images"]), cv_folds=int(block["cv_folds"]))
+                          cv_min_images=int(block["cv_min_images"]), cv_folds=int(block["cv_folds"]),
+                          cv_prior=str(block.get("cv_prior", "mean")),
+                          solver_tol=float(block.get("solver_tol", 1e-4)))
 
     def calibrated(self, images: int) -> float:
         """The calibrated λ of the largest shot count not above `images` (the smallest one below them all)."""
@@ -116,8 +134,10 @@ def smallest_class(y: np.ndarray, classes: int) -> int:
     return int(np.bincount(y, minlength=classes).min())
 
 
-def choose_lambda(heads: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: np.ndarray, spec: RefineSpec) -> float:
-    """λ by the rule (module docstring): cross-validation with the heads' mean as prior, or calibrated.
+def choose_lambda(heads: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: np.ndarray, spec: RefineSpec,
+                  fold_prior: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None) -> float:
+    """λ by the rule (module docstring): cross-validation, or calibrated. The prior of each fold is the
+    heads' mean, or with `cv_prior` "fold_reference" fold_prior(x[train], y[train]) → (W [C, F], b [C]).
     One scipy solve per fold and λ: the reference for `choose_lambda_batch`."""
     classes = heads[0][0].shape[0]
     images = smallest_class(y, classes)
@@ -128,6 +148,10 @@ def choose_lambda(heads: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: 
     grid = sorted(spec.lambda_grid, reverse=True)
     scores = np.zeros(len(grid))
     for train, val in support_folds(y, classes, spec.cv_folds):
+        if spec.cv_prior == "fold_reference":
+            if fold_prior is None:
+                raise ValueError("cv_prior 'fold_reference' needs fold_prior")
+            prior_w, prior_b = (np.asarray(a, np.float64) for a in fold_prior(x[train], y[train]))
         for g, lam in enumerate(grid):
             w, b = refine_head(prior_w, prior_b, x[train], y[train], lam)
             scores[g] += float(((x[val] @ w.T + b).argmax(axis=1) == y[val]).mean())
@@ -455,9 +479,12 @@ def refined_logits(x: torch.Tensor, y: torch.Tensor, classes: int, prior_w: torc
 
 
 def choose_lambda_batch(x: torch.Tensor, y: torch.Tensor, classes: int, prior_w: torch.Tensor, prior_b: torch.Tensor,
-                        spec: RefineSpec, tol: float, gram: torch.Tensor | None = None) -> torch.Tensor:
+                        spec: RefineSpec, tol: float, gram: torch.Tensor | None = None,
+                        fold_prior: Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                        ) -> torch.Tensor:
     """`choose_lambda` for B supports with the same labels y [B, n] (so the same folds): λ [B] for the
-    prior W [B, C, D], b [B, C] (the mean generated head)."""
+    prior W [B, C, D], b [B, C] (the mean generated head); with `cv_prior` "fold_reference", each fold's
+    prior is fold_prior(x[:, train], labels[train]) → (W [B, C, D], b [B, C]) instead."""
     bsz = x.shape[0]
     images = smallest_class(y[0].numpy(), classes)
     if not bool((y == y[0]).all()):
@@ -468,7 +495,13 @@ def choose_lambda_batch(x: torch.Tensor, y: torch.Tensor, classes: int, prior_w:
     scores = torch.zeros(bsz, len(grid), dtype=torch.float64)
     gram = gram_of(x) if gram is None else gram
     prior = prior_logits(x, prior_w[:, None], prior_b[:, None])  # [B, 1, n, C]
-    for train, val in support_folds(y[0].numpy(), classes, spec.cv_folds):
+    labels = y[0].numpy()
+    for train, val in support_folds(labels, classes, spec.cv_folds):
+        if spec.cv_prior == "fold_reference":
+            if fold_prior is None:
+                raise ValueError("cv_prior 'fold_reference' needs fold_prior")
+            fold_w, fold_b = fold_prior(x[:, train], labels[train])
+            prior = prior_logits(x, fold_w[:, None], fold_b[:, None])
         supports = refine_supports(None, y[:, train], classes, gram[:, train][:, :, train])
         cross = gram[:, train][:, :, val]
         theta = None  # down the grid, each solve starts from the previous λ's optimum (as the engine does)

@@ -196,8 +196,8 @@ def pad_support(support: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference_head(means: np.ndarray, stats: SeenStatistics, shrinkage: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """The shrunk-LDA head (module docstring) from class means [C, F]: (R [C, F], r [C])."""
-    centre = means.mean(0, keepdims=True)
+    """The shrunk-LDA head (module docstring) from class means [..., C, F]: (R [..., C, F], r [..., C])."""
+    centre = means.mean(-2, keepdims=True)
     direction = stats.whiten(means - centre, shrinkage)
     weight = scale * direction
     bias = -0.5 * scale * (direction * (means + centre)).sum(-1)
@@ -538,6 +538,14 @@ class ResidualGenerator:
 
         rng = Mulberry32(seed)
         return rng.normals(samples * classes * self.model.shape.coords).reshape(samples, classes, -1), rng
+
+    def fold_references(self, x: torch.Tensor, y: np.ndarray, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference head of B supports that share labels: rows x [B, n, F] (unit-norm), labels y [n];
+        weight [B, C, F] and bias [B, C] as float64 (cross-validation's prior for a fold, `refine.py`)."""
+        hot = torch.nn.functional.one_hot(torch.as_tensor(y, dtype=torch.int64), classes).to(x.dtype)  # [n, C]
+        means = (hot.T @ x / hot.sum(0)[:, None]).numpy().astype(np.float32)  # [B, C, F], as build_support
+        weight, bias = reference_head(means, self.stats, self.config.shrinkage, self.reference_scale)
+        return torch.from_numpy(weight.astype(np.float64)), torch.from_numpy(bias.astype(np.float64))
 
     def built(self, supports: list) -> list[Support]:
         """Each support (per class [k_c, F] unit-norm images, or already a `Support`) as a `Support`."""

@@ -50,7 +50,7 @@ def test_the_rule_cross_validates_from_where_it_beats_the_calibrated_lambda(cv_g
     assert sorted(int(k) for k in rule["lambda_by_shots"]) == [k for k in (1, 2, 3, 5, 10, 20) if k < expected]
     assert rule["lambda_by_shots"]["1"] == GRID[1]
     # What the manifest gets reads back as the same rule.
-    spec, _ = eh.specs({"grid": GRID, "rules": {"generated": rule, "reference": rule}})
+    spec, _ = eh.specs({"grid": GRID, "rules": {"generated": rule, "reference": rule}}, eh.EvaluationConfig())
     assert RefineSpec.from_manifest(spec.manifest()) == spec
     assert spec.cv_min_images == expected
     described = eh.describe_rule(spec)

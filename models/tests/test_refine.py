@@ -86,7 +86,7 @@ def test_lambda_rule_cross_validates_from_three_images_else_takes_the_calibrated
 
 def test_the_manifest_block_has_exactly_the_rule_s_keys(tmp_path):
     block = RefineSpec({1: 10.0, 2: 0.1}).manifest()
-    assert block == {"lambda_grid": [0.001, 0.01, 0.1, 1, 10], "cv_min_images": 3, "cv_folds": 3,
+    assert block == {"lambda_grid": [0.001, 0.01, 0.1, 1, 10], "cv_min_images": 3, "cv_folds": 3, "cv_prior": "mean", "solver_tol": 0.0001,
                      "lambda_by_shots": {"1": 10.0, "2": 0.1}}
     assert RefineSpec.from_manifest(json.loads(json.dumps(block))).manifest() == block
     (tmp_path / "refine.json").write_text(json.dumps({"refine": block, "per_shots": {}}))
@@ -209,3 +209,40 @@ def test_batched_choices_are_the_reference_choices():
     assert chosen == expected
     loose = choose_c_batch(x, y, 3, config.c_grid, config.cv_folds, seeds, tol=1e-4).tolist()
     assert sum(a == choose_c(xs[i], ys[i], config, seeds[i]) for i, a in enumerate(loose)) >= 6
+
+
+def class_means_head(x, y, classes: int, scale: float = 20.0):
+    """A prior made from rows x [..., n, D] with labels y: scaled class means (numpy or torch alike)."""
+    hot = np.eye(classes)[np.asarray(y)]
+    means = np.einsum("nc,...nd->...cd", hot, np.asarray(x)) / hot.sum(0)[:, None]
+    return scale * means, np.zeros(means.shape[:-1])
+
+
+def test_cross_validation_can_refine_each_fold_s_own_prior():
+    """With cv_prior "fold_reference" each fold refines a prior made from its training rows only: batched
+    and scipy agree, and a prior that memorised the whole support (the validation rows too) no longer
+    wins every fold."""
+    spec = RefineSpec({1: 1.0}, cv_prior="fold_reference")
+    xs, ys = zip(*[support(3, 6, 50 + s, dim=64, noise=4.0) for s in range(6)])
+    x, y = torch.tensor(np.stack(xs)), torch.tensor(np.stack(ys))
+
+    def fold_prior_batch(rows, labels):
+        w, b = class_means_head(rows.numpy(), labels, 3)
+        return torch.tensor(w), torch.tensor(b)
+
+    # The "generated" prior: made from every support row, the validation folds' too.
+    leaky = [class_means_head(xs[i], ys[i], 3) for i in range(6)]
+    prior_w = torch.tensor(np.stack([w for w, _ in leaky]))
+    prior_b = torch.tensor(np.stack([b for _, b in leaky]))
+    batched = choose_lambda_batch(x, y, 3, prior_w, prior_b, spec, tol=1e-9, fold_prior=fold_prior_batch).tolist()
+    scipy_choice = [choose_lambda([leaky[i]], xs[i], ys[i], spec, lambda r, lab: class_means_head(r, lab, 3))
+                    for i in range(6)]
+    assert batched == scipy_choice
+    memorised = choose_lambda_batch(x, y, 3, prior_w, prior_b, RefineSpec({1: 1.0}), tol=1e-9).tolist()
+    strongest = max(LAMBDA_GRID)
+    # The leak: the prior that saw the validation rows wins every support's folds; priors made from the
+    # folds' training rows leave the choice to the data.
+    assert memorised == [strongest] * 6
+    assert batched.count(strongest) <= 2
+    with pytest.raises(ValueError, match="fold_prior"):
+        choose_lambda_batch(x, y, 3, prior_w, prior_b, spec, tol=1e-9)

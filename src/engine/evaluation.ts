@@ -21,7 +21,7 @@ import {
   type LabelledFeatures,
 } from './heads';
 import { cnnToOnnx } from './onnx-writer';
-import { refineNetworks, type LambdaChoice, type RefineSpec } from './refine';
+import { refineNetworks, type FoldPrior, type LambdaChoice, type RefineSpec } from './refine';
 import { trainHead } from './train-head';
 import type { DatasetFeatures } from './pipeline';
 import type { RgbaImage } from './preprocess';
@@ -243,12 +243,15 @@ export async function evaluateWeights(
   {
     tf,
     refine,
+    foldPrior,
     refined: given,
     pretrained,
   }: {
     tf?: typeof tfTypes;
     /** head: the manifest's rule for "generated + refined". */
     refine?: RefineSpec;
+    /** head: the rule's cross-validation prior for a fold (its cv_prior "fold_reference"). */
+    foldPrior?: FoldPrior;
     /** head: the refined heads generation already made from these networks on this support. */
     refined?: { networks: readonly NetworkWeights[]; choice: LambdaChoice };
     /** head: a pretrained head to score beside them. */
@@ -294,7 +297,7 @@ export async function evaluateWeights(
     if (given === undefined && refine === undefined)
       throw new Error('evaluating heads needs the manifest’s refine rule');
     const { networks: refinedNetworks, choice } =
-      given ?? refineNetworks(networks, support.perClass, support.featureDim, refine!);
+      given ?? refineNetworks(networks, support.perClass, support.featureDim, refine!, foldPrior);
     const refined = refinedNetworks.map((n) => accuracy(headOf(n), q));
     return {
       ...base,

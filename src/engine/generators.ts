@@ -5,7 +5,14 @@
 
 import { CnnGenerator, cnnManifestSchema, type CnnManifest } from './cnn-generator';
 import { readJson, readVerified, type FileSource } from './files';
-import { HeadGenerator, headManifestSchema, type HeadManifest } from './head-generator';
+import {
+  HeadGenerator,
+  headManifestSchema,
+  readStatistics,
+  referencePrior,
+  type HeadManifest,
+} from './head-generator';
+import type { FoldPrior } from './refine';
 import { parse } from './schema';
 import {
   FAMILIES,
@@ -106,6 +113,8 @@ export interface WeightGenerator {
   ): Promise<GeneratedWeights>;
   /** One generated network as a whole ONNX graph (onnx-writer.ts). */
   toOnnx(network: NetworkWeights, arch: string, docString: string): Uint8Array;
+  /** head: the refine's cross-validation prior for a fold (head-generator.ts, referencePrior). */
+  readonly foldPrior?: FoldPrior;
   release(): Promise<void>;
 }
 
@@ -150,6 +159,18 @@ export async function openGenerator(
     );
   }
   return CnnGenerator.create({ ...files, manifest: files.manifest }, selected, probeSession);
+}
+
+/**
+ * The refine's fold prior of a head release from its manifest and statistics
+ * file alone, without opening its graphs (the CLI's `evaluate`).
+ */
+export async function readFoldPrior(
+  source: FileSource,
+  manifest: HeadManifest,
+): Promise<FoldPrior> {
+  const entry = manifest.support.statistics;
+  return referencePrior(manifest, readStatistics(await readVerified(source, entry.file, entry)));
 }
 
 /**

@@ -7,15 +7,21 @@
 // arithmetic as ResidualGenerator.generate_batch, so the same seed gives the
 // same heads.
 
-import { unitNormalise } from './heads';
+import { unitNormalise, type Head } from './heads';
 import { array, integer, literal, nullable, number, object, string } from './schema';
 import type { InferenceSession } from 'onnxruntime-common';
 import type { SelectedBackend } from './runtime';
 import { headToOnnx } from './onnx-writer';
-import { refineSpecSchema } from './refine';
+import { refineSpecSchema, type FoldPrior } from './refine';
 import { timedStage, type Control } from './progress';
 import { decodeSafetensors } from './safetensors';
-import { buildSupport, type ResidualSupport, type SeenStatistics } from './residual-support';
+import {
+  buildSupport,
+  referenceHead,
+  type ResidualSupport,
+  type SeenStatistics,
+  type SupportSpec,
+} from './residual-support';
 import {
   checkSupport,
   generatorManifestShape,
@@ -89,6 +95,34 @@ function tileCondition(condition: Float32Array, samples: number): Float32Array {
   return tiled;
 }
 
+/** The manifest's support block as residual-support.ts takes it. */
+function supportSpec(manifest: HeadManifest): SupportSpec {
+  const s = manifest.support;
+  return {
+    shrinkage: s.shrinkage,
+    basis: s.basis,
+    globalRank: s.global_rank,
+    referenceScale: s.reference_scale,
+  };
+}
+
+/**
+ * The refine's cross-validation prior for a fold (cv_prior "fold_reference"):
+ * the release's closed-form reference head of the fold's training images.
+ */
+export function referencePrior(manifest: HeadManifest, statistics: SeenStatistics): FoldPrior {
+  const spec = supportSpec(manifest);
+  const dim = manifest.backbone.feature_dim;
+  return (perClass): Head => {
+    const { weight, bias } = referenceHead(
+      perClass.map((x) => unitNormalise(x, dim)),
+      statistics,
+      spec,
+    );
+    return { classes: perClass.length, dim, weight, bias };
+  };
+}
+
 export class HeadGenerator extends GeneratorSessions<HeadManifest> {
   readonly family = 'head';
   private statistics: SeenStatistics | undefined;
@@ -131,18 +165,17 @@ export class HeadGenerator extends GeneratorSessions<HeadManifest> {
 
   /** The support's reference head, basis and conditions (unit-normalised features per class). */
   support(support: readonly Float32Array[]): ResidualSupport {
-    const s = this.manifest.support;
     const dim = this.featureDim;
     return buildSupport(
       support.map((x) => unitNormalise(x, dim)),
       this.statistics!,
-      {
-        shrinkage: s.shrinkage,
-        basis: s.basis,
-        globalRank: s.global_rank,
-        referenceScale: s.reference_scale,
-      },
+      supportSpec(this.manifest),
     );
+  }
+
+  /** The refine's cross-validation prior for a fold (referencePrior). */
+  get foldPrior(): FoldPrior {
+    return referencePrior(this.manifest, this.statistics!);
   }
 
   /** The condition of each class row [C, h] (encoder graph). */

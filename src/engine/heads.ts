@@ -36,12 +36,35 @@ export function unitNormalise(features: Float32Array, dim: number): Float32Array
   return out;
 }
 
+export function dot(
+  a: Float64Array,
+  aAt: number,
+  b: Float64Array,
+  bAt: number,
+  dim: number,
+): number {
+  // Four partial sums: the additions of one chain wait on each other, four chains overlap.
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let f = 0;
+  for (; f + 3 < dim; f += 4) {
+    s0 += a[aAt + f]! * b[bAt + f]!;
+    s1 += a[aAt + f + 1]! * b[bAt + f + 1]!;
+    s2 += a[aAt + f + 2]! * b[bAt + f + 2]!;
+    s3 += a[aAt + f + 3]! * b[bAt + f + 3]!;
+  }
+  for (; f < dim; f++) s0 += a[aAt + f]! * b[bAt + f]!;
+  return s0 + s1 + (s2 + s3);
+}
+
 /**
  * Dot products of every row of `a` [rowsA × dim] with every row of `b`
- * [rowsB × dim], as [rowsA × rowsB] float64. Four rows of `b` per pass share each
- * load of `a`'s row: about 2.5× a plain triple loop in V8 (float64 only, so that
- * the loads stay monomorphic). When `symmetric`
- * (a is b), only the upper triangle is computed and mirrored.
+ * [rowsB × dim], as [rowsA × rowsB] float64: two rows of `a` by four of `b` per
+ * pass, so that each load serves several products (about 4× a plain triple loop
+ * in V8; float64 only, so that the loads stay monomorphic). When `symmetric`
+ * (a is b), the blocks below the diagonal are skipped and mirrored.
  */
 export function rowProducts(
   a: Float64Array,
@@ -52,39 +75,62 @@ export function rowProducts(
   symmetric = false,
 ): Float64Array {
   const out = new Float64Array(rowsA * rowsB);
-  for (let i = 0; i < rowsA; i++) {
-    const ai = i * dim;
-    let k = symmetric ? i : 0;
+  let i = 0;
+  for (; i + 1 < rowsA; i += 2) {
+    const a0 = i * dim;
+    const a1 = a0 + dim;
+    const o0 = i * rowsB;
+    const o1 = o0 + rowsB;
+    let k = symmetric ? i - (i % 4) : 0;
     for (; k + 3 < rowsB; k += 4) {
       const b0 = k * dim;
       const b1 = b0 + dim;
       const b2 = b1 + dim;
       const b3 = b2 + dim;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let j = 0; j < dim; j++) {
-        const x = a[ai + j]!;
-        s0 += x * b[b0 + j]!;
-        s1 += x * b[b1 + j]!;
-        s2 += x * b[b2 + j]!;
-        s3 += x * b[b3 + j]!;
+      let s00 = 0;
+      let s01 = 0;
+      let s02 = 0;
+      let s03 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      let s12 = 0;
+      let s13 = 0;
+      for (let f = 0; f < dim; f++) {
+        const x0 = a[a0 + f]!;
+        const x1 = a[a1 + f]!;
+        const y0 = b[b0 + f]!;
+        const y1 = b[b1 + f]!;
+        const y2 = b[b2 + f]!;
+        const y3 = b[b3 + f]!;
+        s00 += x0 * y0;
+        s01 += x0 * y1;
+        s02 += x0 * y2;
+        s03 += x0 * y3;
+        s10 += x1 * y0;
+        s11 += x1 * y1;
+        s12 += x1 * y2;
+        s13 += x1 * y3;
       }
-      out[i * rowsB + k] = s0;
-      out[i * rowsB + k + 1] = s1;
-      out[i * rowsB + k + 2] = s2;
-      out[i * rowsB + k + 3] = s3;
+      out[o0 + k] = s00;
+      out[o0 + k + 1] = s01;
+      out[o0 + k + 2] = s02;
+      out[o0 + k + 3] = s03;
+      out[o1 + k] = s10;
+      out[o1 + k + 1] = s11;
+      out[o1 + k + 2] = s12;
+      out[o1 + k + 3] = s13;
     }
     for (; k < rowsB; k++) {
-      let s = 0;
-      for (let j = 0; j < dim; j++) s += a[ai + j]! * b[k * dim + j]!;
-      out[i * rowsB + k] = s;
+      out[o0 + k] = dot(a, a0, b, k * dim, dim);
+      out[o1 + k] = dot(a, a1, b, k * dim, dim);
     }
   }
+  if (i < rowsA)
+    for (let k = symmetric ? i : 0; k < rowsB; k++)
+      out[i * rowsB + k] = dot(a, i * dim, b, k * dim, dim);
   if (symmetric)
-    for (let i = 0; i < rowsA; i++)
-      for (let k = 0; k < i; k++) out[i * rowsB + k] = out[k * rowsB + i]!;
+    for (let r = 0; r < rowsA; r++)
+      for (let k = 0; k < r; k++) out[r * rowsB + k] = out[k * rowsB + r]!;
   return out;
 }
 
@@ -126,22 +172,39 @@ export function stratifiedFolds(
   classes: number,
   folds: number,
   minFolds = 2,
-): { train: LabelledFeatures; validation: LabelledFeatures }[] {
+): {
+  train: LabelledFeatures;
+  validation: LabelledFeatures;
+  /** The rows of `data` each side took, in order. */
+  trainRows: number[];
+  validationRows: number[];
+}[] {
   const perClass = Array.from({ length: classes }, (_, c) =>
     Array.from(data.labels.keys()).filter((i) => data.labels[i] === c),
   );
   const k = Math.min(folds, ...perClass.map((p) => p.length));
   if (k < minFolds) return [];
-  return Array.from({ length: k }, (_, f) => ({
-    train: subset(
-      data,
-      perClass.flatMap((p) => p.filter((_, i) => i % k !== f)),
-    ),
-    validation: subset(
-      data,
-      perClass.flatMap((p) => p.filter((_, i) => i % k === f)),
-    ),
-  }));
+  return Array.from({ length: k }, (_, f) => {
+    const trainRows = perClass.flatMap((p) => p.filter((_, i) => i % k !== f));
+    const validationRows = perClass.flatMap((p) => p.filter((_, i) => i % k === f));
+    return {
+      train: subset(data, trainRows),
+      validation: subset(data, validationRows),
+      trainRows,
+      validationRows,
+    };
+  });
+}
+
+/** Per-class feature matrices [k_c × dim] of a labelled set (rows in order). */
+export function byClass(data: LabelledFeatures, classes: number): Float32Array[] {
+  const { dim } = data;
+  return Array.from({ length: classes }, (_, c) => {
+    const rows = Array.from(data.labels.keys()).filter((i) => data.labels[i] === c);
+    const out = new Float32Array(rows.length * dim);
+    rows.forEach((r, i) => out.set(data.features.subarray(r * dim, (r + 1) * dim), i * dim));
+    return out;
+  });
 }
 
 export function predict(head: Head, features: Float32Array): Int32Array {

@@ -314,6 +314,7 @@ export async function generateWeights(
       dataset.perClass,
       dataset.featureDim,
       generator.manifest.refine,
+      generator.foldPrior,
     );
     networks = refined.networks;
     refinement = refined.choice;

@@ -2,7 +2,14 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { headTraceSchema, relativeError, traceSupport } from './generator-check';
 import { parse } from './schema';
-import { accuracy, labelled, unitNormalise, type Head, type LabelledFeatures } from './heads';
+import {
+  accuracy,
+  byClass,
+  labelled,
+  unitNormalise,
+  type Head,
+  type LabelledFeatures,
+} from './heads';
 import { calibratedLambda, chooseLambda, DEFAULT_SPEC, LAMBDA_GRID, refineHead } from './refine';
 import { Mulberry32 } from './rng';
 
@@ -137,6 +144,64 @@ describe('refining a generated head toward the support (MAP with the head as pri
     const right = [{ classes: 4, dim: DIM, weight: means, bias: new Float32Array(4) }];
     expect(chooseLambda(wrong, data, 4).lambda).toBeLessThanOrEqual(0.1);
     expect(chooseLambda(right, data, 4).lambda).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe("cross-validation with each fold's own prior (cv_prior fold_reference)", () => {
+  /** A prior made from per-class rows: their means × 20 (a reference head stands in for it). */
+  const meansHead = (perClass: readonly Float32Array[]): Head => {
+    const weight = new Float32Array(perClass.length * DIM);
+    perClass.forEach((x, c) => {
+      const k = x.length / DIM;
+      for (let i = 0; i < k; i++)
+        for (let j = 0; j < DIM; j++) weight[c * DIM + j]! += (20 * x[i * DIM + j]!) / k;
+    });
+    return { classes: perClass.length, dim: DIM, weight, bias: new Float32Array(perClass.length) };
+  };
+  const foldReference = { ...DEFAULT_SPEC, cv_prior: 'fold_reference' as const };
+
+  it('gives the fold prior only the fold’s training images', () => {
+    const data = support(3, 6, 21, 2);
+    const seen: Float32Array[][] = [];
+    chooseLambda([randomHead(3, 22)], data, 3, foldReference, (perClass) => {
+      seen.push([...perClass]);
+      return meansHead(perClass);
+    });
+    expect(seen).toHaveLength(3); // one prior per fold
+    const rowsOf = (x: Float32Array) =>
+      Array.from({ length: x.length / DIM }, (_, i) => x.subarray(i * DIM, (i + 1) * DIM).join());
+    const all = Array.from({ length: 18 }, (_, i) =>
+      data.features.subarray(i * DIM, (i + 1) * DIM).join(),
+    );
+    seen.forEach((perClass, fold) => {
+      expect(perClass.map((x) => x.length / DIM)).toEqual([4, 4, 4]);
+      // image i of each class is validation in fold i mod 3 (folds dealt in image order)
+      const validation = new Set(all.filter((_, row) => (row % 6) % 3 === fold));
+      for (const x of perClass)
+        for (const row of rowsOf(x)) expect(validation.has(row)).toBe(false);
+    });
+  });
+
+  it('stops a prior made from every support image from winning every fold', () => {
+    // The generated heads saw the validation images: with them as the folds' prior, the strongest λ
+    // wins on every support; priors from the folds' own training images leave it to the data.
+    const strongest = Math.max(...LAMBDA_GRID);
+    const leaky: number[] = [];
+    const own: number[] = [];
+    for (let s = 0; s < 8; s++) {
+      const data = support(3, 6, 50 + s, 2);
+      const memorised = meansHead(byClass(data, 3));
+      leaky.push(chooseLambda([memorised], data, 3, DEFAULT_SPEC).lambda);
+      own.push(chooseLambda([memorised], data, 3, foldReference, meansHead).lambda);
+    }
+    expect(leaky).toEqual(new Array(8).fill(strongest));
+    expect(own.filter((l) => l < strongest).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('says so when the rule needs a fold prior and none was given', () => {
+    expect(() => chooseLambda([randomHead(3, 23)], support(3, 6, 24), 3, foldReference)).toThrow(
+      /fold prior/,
+    );
   });
 });
 

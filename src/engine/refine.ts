@@ -12,9 +12,16 @@
 // same one by another route (L-BFGS over the full W), which the parity test checks.
 
 import type { Head, LabelledFeatures } from './heads';
-import { accuracy, headOfNetwork, labelled, rowProducts, stratifiedFolds } from './heads';
+import {
+  byClass,
+  gramMatrix,
+  headOfNetwork,
+  labelled,
+  rowProducts,
+  stratifiedFolds,
+} from './heads';
 import type { NetworkWeights } from './sampling';
-import { array, integer, number, object, record } from './schema';
+import { array, integer, literal, number, object, record } from './schema';
 
 export interface RefineOptions {
   /** Prior strength λ: large keeps the generated head, small approaches logistic regression. */
@@ -36,18 +43,33 @@ export interface RefineResult {
  * How λ is chosen, as the factory measured it (the head manifest's `refine`
  * block): cross-validation over `lambda_grid` where every class has at least
  * `cv_min_images` images, else the λ calibrated on held-out zoo tasks for the
- * largest shot count in `lambda_by_shots` not above the smallest class.
+ * largest shot count in `lambda_by_shots` not above the smallest class. Each
+ * fold refines `cv_prior`: the generated heads' mean ("mean"), or the
+ * reference head of the fold's own training images ("fold_reference"; the
+ * generated heads saw the validation images, which made a strong prior win
+ * the folds). Every solve stops at sklearn's rule: the largest gradient entry
+ * of the mean loss ≤ `solver_tol`, where the factory's evaluation stopped.
  */
 export const refineSpecSchema = object({
   lambda_grid: array(number),
   cv_min_images: integer,
   cv_folds: integer,
+  cv_prior: literal('mean', 'fold_reference'),
+  solver_tol: number,
   lambda_by_shots: record(number),
 });
 export type RefineSpec = ReturnType<typeof refineSpecSchema>;
 
-/** Gradient tolerance of the cross-validation solves, whose heads are only scored (argmax). */
-const CV_TOLERANCE = 1e-4;
+/**
+ * Cross-validation's prior for one fold under cv_prior "fold_reference": a
+ * head made from the fold's training images alone (per class, unit-norm rows).
+ */
+export type FoldPrior = (perClass: readonly Float32Array[]) => Head;
+
+/** The gradient bound of sklearn's rule for the summed loss over `rows` images. */
+export function solverTolerance(spec: RefineSpec, rows: number): number {
+  return spec.solver_tol * rows;
+}
 
 /** The grid the factory's refine.py uses; the tests' spec where no manifest is read. */
 export const LAMBDA_GRID = [0.001, 0.01, 0.1, 1, 10] as const;
@@ -55,6 +77,8 @@ export const DEFAULT_SPEC: RefineSpec = {
   lambda_grid: [...LAMBDA_GRID],
   cv_min_images: 3,
   cv_folds: 3,
+  cv_prior: 'mean',
+  solver_tol: 1e-4,
   lambda_by_shots: { '1': 1, '2': 1 },
 };
 
@@ -161,6 +185,8 @@ export interface SupportBasis {
   cross: Float64Array;
   l: Float64Array;
   pivots: number[];
+  /** Cholesky factors of the preconditioner by λ, shared by every head refined here. */
+  preconditioners: Map<string, Float64Array>;
 }
 
 export function prepareSupport(support: LabelledFeatures, gram?: Float64Array): SupportBasis {
@@ -176,7 +202,7 @@ export function prepareSupport(support: LabelledFeatures, gram?: Float64Array): 
     basis[i * m + rank] = columns[rank * n + i] = 1;
   }
   const cross = rowProducts(columns, m, columns, m, n, true);
-  return { support, rank, rows, basis, cross, l, pivots };
+  return { support, rank, rows, basis, cross, l, pivots, preconditioners: new Map() };
 }
 
 /** Refines `head` (rows applied to unit-norm features) on the support, for one λ. */
@@ -186,7 +212,15 @@ export function refineHead(
   options: RefineOptions,
 ): RefineResult {
   const prepared = 'basis' in support ? support : prepareSupport(support);
-  return refineOn(head, prepared, options).result;
+  return refineOn(head, prepared, options);
+}
+
+interface Solved {
+  /** m × C: row k < r the coordinates of every class, row r the biases. */
+  theta: Float64Array;
+  iterations: number;
+  objective: number;
+  gradient: number;
 }
 
 /**
@@ -194,33 +228,40 @@ export function refineHead(
  * (λI + basisᵀ basis / C)⁻¹, the Hessian of the objective with every softmax
  * curvature set to 1/C, so that the support's few large directions (unit-norm
  * features of one backbone share most of their length) do not dictate the
- * step. `start` warm-starts θ (the previous λ's optimum in a sweep).
+ * step. `offsets` [n × C] are the prior's logits without bias, W_g x_i;
+ * `start` warm-starts θ (the previous λ's optimum in a sweep).
  */
-function refineOn(
-  head: Head,
+function solveOn(
   prepared: SupportBasis,
+  offsets: Float64Array,
+  priorBias: ArrayLike<number>,
+  C: number,
   { lambda, maxIterations = 500, tolerance = 1e-7 }: RefineOptions,
   start?: Float64Array,
-): { result: RefineResult; theta: Float64Array } {
+): Solved {
   if (!(lambda > 0)) throw new Error(`λ must be positive, got ${lambda}`);
-  const { support, rank: r, rows, basis, cross, l, pivots } = prepared;
-  const { dim, labels } = support;
-  const { classes } = head;
+  const { support, rank: r, basis, cross } = prepared;
+  const { labels } = support;
   const n = labels.length;
   const m = r + 1;
-  // Generated logits without bias: g_i = W_g x_i  [n × C]
-  const offsets = rowProducts(rows, n, Float64Array.from(head.weight), classes, dim);
-  // θ: m × C, row k < r the coordinates of every class, row r the biases;
-  // the prior mean is 0 and then b_g. All loops run over the C classes inside.
-  const C = classes;
+  // θ: m × C; the prior mean is 0 and then b_g. All loops run over the C classes inside.
   const size = m * C;
   const prior = new Float64Array(size);
-  for (let c = 0; c < C; c++) prior[r * C + c] = head.bias[c]!;
+  for (let c = 0; c < C; c++) prior[r * C + c] = priorBias[c]!;
   const theta = start === undefined ? Float64Array.from(prior) : Float64Array.from(start);
-  const preconditioner = new Float64Array(m * m);
-  for (let k = 0; k < m * m; k++) preconditioner[k] = cross[k]! / C;
-  for (let k = 0; k < m; k++) preconditioner[k * m + k]! += lambda;
-  cholesky(preconditioner, m);
+  // Factored when first needed: a prior the support already agrees with takes no step.
+  const key = `${lambda}/${C}`;
+  const factor = () => {
+    let preconditioner = prepared.preconditioners.get(key);
+    if (preconditioner === undefined) {
+      preconditioner = new Float64Array(m * m);
+      for (let k = 0; k < m * m; k++) preconditioner[k] = cross[k]! / C;
+      for (let k = 0; k < m; k++) preconditioner[k * m + k]! += lambda;
+      cholesky(preconditioner, m);
+      prepared.preconditioners.set(key, preconditioner);
+    }
+    return preconditioner;
+  };
   const z = new Float64Array(C);
   const evaluate = (t: Float64Array, grad: Float64Array): number => {
     grad.fill(0);
@@ -262,34 +303,68 @@ function refineOn(
     return f;
   };
   const { value, gradient, iterations } = lbfgs(theta, evaluate, maxIterations, tolerance, (v) =>
-    choleskySolve(preconditioner, m, v, C),
+    choleskySolve(factor(), m, v, C),
   );
-  // W = W_g + c Q with Q = L_P⁻¹ X_P: solve A L_P = c (A: C × r), then W = W_g + A X_P.
-  const weight = Float64Array.from(head.weight);
-  const a = new Float64Array(r);
-  for (let c = 0; c < classes; c++) {
+  return { theta, iterations, objective: value, gradient };
+}
+
+/**
+ * The change of W as a combination of the pivot rows, W = W_g + A X_P
+ * (Q = L_P⁻¹ X_P, so A L_P = θ's coordinates): A [C × r], row c for class c.
+ */
+function pivotCoefficients(prepared: SupportBasis, theta: Float64Array, C: number): Float64Array {
+  const { rank: r, l, pivots, support } = prepared;
+  const n = support.labels.length;
+  const a = new Float64Array(C * r);
+  for (let c = 0; c < C; c++) {
+    const o = c * r;
     for (let k = r - 1; k >= 0; k--) {
       let s = theta[k * C + c]!;
-      for (let j = k + 1; j < r; j++) s -= a[j]! * l[pivots[j]! * n + k]!;
-      a[k] = s / l[pivots[k]! * n + k]!;
+      for (let j = k + 1; j < r; j++) s -= a[o + j]! * l[pivots[j]! * n + k]!;
+      a[o + k] = s / l[pivots[k]! * n + k]!;
     }
+  }
+  return a;
+}
+
+/** The refined head W = W_g + A X_P, b = θ's bias row. */
+function headOf(head: Head, prepared: SupportBasis, theta: Float64Array): Head {
+  const { classes, dim } = head;
+  const { rank: r, pivots, rows } = prepared;
+  const weight = Float64Array.from(head.weight);
+  const a = pivotCoefficients(prepared, theta, classes);
+  for (let c = 0; c < classes; c++) {
     const o = c * dim;
     for (let k = 0; k < r; k++) {
       const row = pivots[k]! * dim;
-      const ak = a[k]!;
+      const ak = a[c * r + k]!;
       for (let j = 0; j < dim; j++) weight[o + j]! += ak * rows[row + j]!;
     }
   }
-  const bias = Float32Array.from({ length: classes }, (_, c) => theta[r * C + c]!);
-  return {
-    result: {
-      head: { classes, dim, weight: Float32Array.from(weight), bias },
-      iterations,
-      objective: value,
-      gradient,
-    },
-    theta,
-  };
+  const bias = Float32Array.from({ length: classes }, (_, c) => theta[r * classes + c]!);
+  return { classes, dim, weight: Float32Array.from(weight), bias };
+}
+
+/** The prior's logits without bias on the support rows, W_g x_i [n × C]. */
+function priorOffsets(head: Head, prepared: SupportBasis): Float64Array {
+  const n = prepared.support.labels.length;
+  return rowProducts(prepared.rows, n, Float64Array.from(head.weight), head.classes, head.dim);
+}
+
+/** One head refined with one λ; a head the support leaves where it is (no step taken) is returned as is. */
+function refineOn(
+  head: Head,
+  prepared: SupportBasis,
+  options: RefineOptions,
+  offsets = priorOffsets(head, prepared),
+): RefineResult {
+  const solved = solveOn(prepared, offsets, head.bias, head.classes, options);
+  const refined =
+    solved.iterations === 0
+      ? { ...head, weight: Float32Array.from(head.weight), bias: Float32Array.from(head.bias) }
+      : headOf(head, prepared, solved.theta);
+  const { iterations, objective, gradient } = solved;
+  return { head: refined, iterations, objective, gradient };
 }
 
 /**
@@ -393,15 +468,18 @@ export function meanHead(heads: readonly Head[]): Head {
 
 /**
  * λ for refining `heads` on `support` (models/d2nwg/refine.py, choose_lambda):
- * by cross-validation with the samples' mean head as prior when every class has
- * at least `cv_min_images` images (folds dealt per class in image order; mean
- * validation accuracy; ties to the stronger prior), else the calibrated λ.
+ * by cross-validation when every class has at least `cv_min_images` images
+ * (folds dealt per class in image order; each fold refines the spec's
+ * `cv_prior`; mean validation accuracy; ties to the stronger prior), else the
+ * calibrated λ. `gram` (the support's Gram matrix) spares the folds theirs.
  */
 export function chooseLambda(
   heads: readonly Head[],
   support: LabelledFeatures,
   classes: number,
   spec: RefineSpec = DEFAULT_SPEC,
+  foldPrior?: FoldPrior,
+  gram?: Float64Array,
 ): LambdaChoice {
   const counts = new Array<number>(classes).fill(0);
   support.labels.forEach((c) => counts[c]!++);
@@ -412,18 +490,56 @@ export function chooseLambda(
       : [];
   if (folds.length === 0)
     return { lambda: calibratedLambda(spec, minImages), rule: 'calibrated', minImages };
-  const prior = meanHead(heads);
+  if (spec.cv_prior === 'fold_reference' && foldPrior === undefined)
+    throw new Error(
+      "the refine rule cross-validates with each fold's reference head, but no fold prior was given",
+    );
+  const mean = spec.cv_prior === 'mean' ? meanHead(heads) : undefined;
   const grid = [...spec.lambda_grid].sort((a, b) => b - a); // strongest prior first
   const scores = grid.map(() => 0);
-  for (const { train, validation } of folds) {
-    const prepared = prepareSupport(train);
+  const n = support.labels.length;
+  const all = gram ?? gramMatrix(support.features, n, support.dim);
+  for (const { train, validation, trainRows, validationRows } of folds) {
+    const prior = mean ?? foldPrior!(byClass(train, classes));
+    const prepared = prepareSupport(train, subGram(all, n, trainRows));
+    const tolerance = solverTolerance(spec, trainRows.length);
+    const offsets = priorOffsets(prior, prepared);
+    // The validation logits without forming W: W_g x_v + A (X_P x_v) + b, X_P x_v from the Gram matrix.
+    const v = validationRows.length;
+    const priorLogits = rowProducts(
+      Float64Array.from(validation.features),
+      v,
+      Float64Array.from(prior.weight),
+      classes,
+      support.dim,
+    );
+    const r = prepared.rank;
+    const pivotProducts = new Float64Array(r * v); // [r × v]
+    for (let k = 0; k < r; k++) {
+      const row = trainRows[prepared.pivots[k]!]! * n;
+      for (let j = 0; j < v; j++) pivotProducts[k * v + j] = all[row + validationRows[j]!]!;
+    }
     // Down the grid, each solve starts from the previous λ's optimum.
     let theta: Float64Array | undefined;
     grid.forEach((lambda, g) => {
-      // Only the validation accuracy is used: a looser tolerance than the final solve.
-      const solved = refineOn(prior, prepared, { lambda, tolerance: CV_TOLERANCE }, theta);
+      const solved = solveOn(prepared, offsets, prior.bias, classes, { lambda, tolerance }, theta);
       theta = solved.theta;
-      scores[g]! += accuracy(solved.result.head, validation);
+      const a = pivotCoefficients(prepared, solved.theta, classes);
+      let right = 0;
+      for (let j = 0; j < v; j++) {
+        let best = -Infinity;
+        let predicted = -1;
+        for (let c = 0; c < classes; c++) {
+          let logit = priorLogits[j * classes + c]! + solved.theta[r * classes + c]!;
+          for (let k = 0; k < r; k++) logit += a[c * r + k]! * pivotProducts[k * v + j]!;
+          if (logit > best) {
+            best = logit;
+            predicted = c;
+          }
+        }
+        if (predicted === validation.labels[j]) right++;
+      }
+      scores[g]! += right / v;
     });
   }
   return {
@@ -431,6 +547,16 @@ export function chooseLambda(
     rule: 'cross-validation',
     minImages,
   };
+}
+
+/** The rows and columns `rows` of an n × n matrix. */
+function subGram(gram: Float64Array, n: number, rows: readonly number[]): Float64Array {
+  const m = rows.length;
+  const out = new Float64Array(m * m);
+  rows.forEach((r, i) => {
+    for (let j = 0; j < m; j++) out[i * m + j] = gram[r * n + rows[j]!]!;
+  });
+  return out;
 }
 
 /** The calibrated λ of the largest shot count not above `images` (the smallest listed below it). */
@@ -443,17 +569,23 @@ export function calibratedLambda(spec: RefineSpec, images: number): number {
   return spec.lambda_by_shots[String(at)]!;
 }
 
-/** Every head refined on one support with one λ (chosen by the rule above). */
+/**
+ * Every head refined on one support with one λ (chosen by the rule above),
+ * each solve stopped at the spec's tolerance.
+ */
 export function refineHeads(
   heads: readonly Head[],
   support: LabelledFeatures,
   classes: number,
   spec: RefineSpec = DEFAULT_SPEC,
+  foldPrior?: FoldPrior,
 ): { heads: Head[]; choice: LambdaChoice } {
-  const choice = chooseLambda(heads, support, classes, spec);
-  const prepared = prepareSupport(support);
+  const gram = gramMatrix(support.features, support.labels.length, support.dim);
+  const choice = chooseLambda(heads, support, classes, spec, foldPrior, gram);
+  const prepared = prepareSupport(support, gram);
+  const tolerance = solverTolerance(spec, support.labels.length);
   return {
-    heads: heads.map((h) => refineOn(h, prepared, { lambda: choice.lambda }).result.head),
+    heads: heads.map((h) => refineOn(h, prepared, { lambda: choice.lambda, tolerance }).head),
     choice,
   };
 }
@@ -477,10 +609,11 @@ export function refineNetworks(
   perClass: readonly Float32Array[],
   featureDim: number,
   spec: RefineSpec,
+  foldPrior?: FoldPrior,
 ): { networks: NetworkWeights[]; choice: LambdaChoice } {
   const support = labelled(perClass, featureDim);
   const heads = networks.map((n) => headOfNetwork(n, perClass.length, featureDim));
-  const { heads: refined, choice } = refineHeads(heads, support, perClass.length, spec);
+  const { heads: refined, choice } = refineHeads(heads, support, perClass.length, spec, foldPrior);
   return {
     networks: refined.map((h) => ({
       weight: { shape: [h.classes, h.dim], data: h.weight },

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   buildSupport,
+  referenceHead,
   decodeResidual,
   encodeResidual,
   symmetricEigen,
@@ -119,6 +120,16 @@ describe('buildSupport replays the factory (residual-support.json)', () => {
       TOLERANCE,
     );
     expect(error(decoded.bias, recorded.decoded_bias), 'decoded bias').toBeLessThan(TOLERANCE);
+    // The reference alone (the refine's fold prior) is the same head, without the rest.
+    const reference = referenceHead(
+      recorded.images.map((x) => Float32Array.from(x)),
+      stats,
+      spec,
+    );
+    expect(error(reference.weight, recorded.weight), 'referenceHead weight').toBeLessThan(
+      TOLERANCE,
+    );
+    expect(error(reference.bias, recorded.bias), 'referenceHead bias').toBeLessThan(TOLERANCE);
   });
 });
 

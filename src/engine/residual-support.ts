@@ -12,7 +12,7 @@
 // Float64 inside (the factory computes in float32); the factory's fixture
 // models/fixtures/residual-support.json records the parity.
 
-import { rowProducts } from './heads';
+import { dot, rowProducts } from './heads';
 
 export const BASIS_DIRECTIONS = [
   'lda',
@@ -177,92 +177,6 @@ function accumulateRow(
   }
 }
 
-function dot(a: Float64Array, aAt: number, b: Float64Array, bAt: number, dim: number): number {
-  // Four partial sums: the additions of one chain wait on each other, four chains overlap.
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let f = 0;
-  for (; f + 3 < dim; f += 4) {
-    s0 += a[aAt + f]! * b[bAt + f]!;
-    s1 += a[aAt + f + 1]! * b[bAt + f + 1]!;
-    s2 += a[aAt + f + 2]! * b[bAt + f + 2]!;
-    s3 += a[aAt + f + 3]! * b[bAt + f + 3]!;
-  }
-  for (; f < dim; f++) s0 += a[aAt + f]! * b[bAt + f]!;
-  return s0 + s1 + (s2 + s3);
-}
-
-/**
- * Dot products of every row of `a` [rowsA × dim] with every row of `b` [rowsB ×
- * dim], as [rowsA × rowsB]: two rows of `a` by four of `b` per pass, so that each
- * load serves several products (about 1.7× heads.rowProducts in V8; float64 only,
- * so that the loads stay monomorphic).
- */
-function products(
-  a: Float64Array,
-  rowsA: number,
-  b: Float64Array,
-  rowsB: number,
-  dim: number,
-): Float64Array {
-  const out = new Float64Array(rowsA * rowsB);
-  let i = 0;
-  for (; i + 1 < rowsA; i += 2) {
-    const a0 = i * dim;
-    const a1 = a0 + dim;
-    const o0 = i * rowsB;
-    const o1 = o0 + rowsB;
-    let k = 0;
-    for (; k + 3 < rowsB; k += 4) {
-      const b0 = k * dim;
-      const b1 = b0 + dim;
-      const b2 = b1 + dim;
-      const b3 = b2 + dim;
-      let s00 = 0;
-      let s01 = 0;
-      let s02 = 0;
-      let s03 = 0;
-      let s10 = 0;
-      let s11 = 0;
-      let s12 = 0;
-      let s13 = 0;
-      for (let f = 0; f < dim; f++) {
-        const x0 = a[a0 + f]!;
-        const x1 = a[a1 + f]!;
-        const y0 = b[b0 + f]!;
-        const y1 = b[b1 + f]!;
-        const y2 = b[b2 + f]!;
-        const y3 = b[b3 + f]!;
-        s00 += x0 * y0;
-        s01 += x0 * y1;
-        s02 += x0 * y2;
-        s03 += x0 * y3;
-        s10 += x1 * y0;
-        s11 += x1 * y1;
-        s12 += x1 * y2;
-        s13 += x1 * y3;
-      }
-      out[o0 + k] = s00;
-      out[o0 + k + 1] = s01;
-      out[o0 + k + 2] = s02;
-      out[o0 + k + 3] = s03;
-      out[o1 + k] = s10;
-      out[o1 + k + 1] = s11;
-      out[o1 + k + 2] = s12;
-      out[o1 + k + 3] = s13;
-    }
-    for (; k < rowsB; k++) {
-      out[o0 + k] = dot(a, a0, b, k * dim, dim);
-      out[o1 + k] = dot(a, a1, b, k * dim, dim);
-    }
-  }
-  if (i < rowsA)
-    for (let k = 0; k < rowsB; k++) out[i * rowsB + k] = dot(a, i * dim, b, k * dim, dim);
-  return out;
-}
-
 /** A v for rows v [n, F]: v − ((v Uᵀ) · e/(e + λ)) U (SeenStatistics.whiten). */
 function whiten(
   rows: Float64Array,
@@ -272,7 +186,7 @@ function whiten(
   dim: number,
 ): Float64Array {
   const rank = shrink.length;
-  const coefficients = products(rows, n, u, rank, dim);
+  const coefficients = rowProducts(rows, n, u, rank, dim);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < rank; j++) coefficients[i * rank + j]! *= -shrink[j]!;
   const out = rows.slice();
@@ -422,7 +336,7 @@ function gramSchmidt(
     const scale = norm > DEPENDENT ? 1 / Math.max(norm, 1e-12) : 0;
     for (let f = 0; f < dim; f++) q[row + f]! *= scale;
   }
-  factors.set(products(unit, count, q.subarray(qAt, qAt + count * dim), count, dim), factorsAt);
+  factors.set(rowProducts(unit, count, q.subarray(qAt, qAt + count * dim), count, dim), factorsAt);
 }
 
 /** U as float64, converted once per statistics object. */
@@ -467,38 +381,19 @@ function checkSpec(spec: SupportSpec, stats: SeenStatistics): BasisDirection[] {
 }
 
 /**
- * Reference, basis and conditions of one support (build_support): per class,
- * its unit-norm images [k_c × F] row-major.
+ * Class means μ, their mean m, μ − m, A(μ − m) and the reference head
+ * R = s · A(μ − m), r = −½ s A(μ − m) · (μ + m) of images [N, F] stored class
+ * after class (`counts[c]` rows of class c from row `starts[c]`).
  */
-export function buildSupport(
-  support: readonly Float32Array[],
+function referenceParts(
+  images: Float64Array,
+  counts: readonly number[],
+  starts: readonly number[],
   stats: SeenStatistics,
   spec: SupportSpec,
-): ResidualSupport {
-  checkStatistics(stats);
-  const names = checkSpec(spec, stats);
+) {
   const { dim } = stats;
-  const classes = support.length;
-  if (classes === 0) throw new Error('a support needs at least one class');
-  const counts = support.map((x, c) => {
-    const k = x.length / dim;
-    if (!Number.isInteger(k) || k < 1)
-      throw new Error(
-        `class ${c}: ${x.length} values are not one or more images of dim ${dim} (the statistics' dim)`,
-      );
-    return k;
-  });
-  const kmax = Math.max(...counts);
-  const shots = Math.min(...counts);
-  const starts: number[] = []; // first image row of each class in `images`
-  let total = 0;
-  for (const k of counts) {
-    starts.push(total);
-    total += k;
-  }
-  const images = new Float64Array(total * dim); // [N, F], class after class
-  support.forEach((x, c) => images.set(x, starts[c]! * dim));
-
+  const classes = counts.length;
   // Class means μ [C, F], their mean m, μ − m.
   const means = new Float64Array(classes * dim);
   for (let c = 0; c < classes; c++) {
@@ -534,6 +429,81 @@ export function buildSupport(
     bias[c] = bias64[c]!;
   }
 
+  return { means, centre, diff, u, lda, weight, bias, bias64 };
+}
+
+/**
+ * The closed-form reference head alone (without basis or conditions) of
+ * per-class unit-norm images [k_c × F]: the refine's cross-validation prior
+ * for a fold, made from the fold's training images only.
+ */
+export function referenceHead(
+  support: readonly Float32Array[],
+  stats: SeenStatistics,
+  spec: SupportSpec,
+): { weight: Float32Array; bias: Float32Array } {
+  checkStatistics(stats);
+  checkSpec(spec, stats);
+  const { dim } = stats;
+  const counts = support.map((x, c) => {
+    const k = x.length / dim;
+    if (!Number.isInteger(k) || k < 1)
+      throw new Error(`class ${c}: ${x.length} values are not one or more images of dim ${dim}`);
+    return k;
+  });
+  const starts: number[] = [];
+  let total = 0;
+  for (const k of counts) {
+    starts.push(total);
+    total += k;
+  }
+  const images = new Float64Array(total * dim);
+  support.forEach((x, c) => images.set(x, starts[c]! * dim));
+  const { weight, bias } = referenceParts(images, counts, starts, stats, spec);
+  return { weight, bias };
+}
+
+/**
+ * Reference, basis and conditions of one support (build_support): per class,
+ * its unit-norm images [k_c × F] row-major.
+ */
+export function buildSupport(
+  support: readonly Float32Array[],
+  stats: SeenStatistics,
+  spec: SupportSpec,
+): ResidualSupport {
+  checkStatistics(stats);
+  const names = checkSpec(spec, stats);
+  const { dim } = stats;
+  const classes = support.length;
+  if (classes === 0) throw new Error('a support needs at least one class');
+  const counts = support.map((x, c) => {
+    const k = x.length / dim;
+    if (!Number.isInteger(k) || k < 1)
+      throw new Error(
+        `class ${c}: ${x.length} values are not one or more images of dim ${dim} (the statistics' dim)`,
+      );
+    return k;
+  });
+  const kmax = Math.max(...counts);
+  const shots = Math.min(...counts);
+  const starts: number[] = []; // first image row of each class in `images`
+  let total = 0;
+  for (const k of counts) {
+    starts.push(total);
+    total += k;
+  }
+  const images = new Float64Array(total * dim); // [N, F], class after class
+  support.forEach((x, c) => images.set(x, starts[c]! * dim));
+
+  const { means, centre, diff, u, lda, weight, bias, bias64 } = referenceParts(
+    images,
+    counts,
+    starts,
+    stats,
+    spec,
+  );
+
   // The named directions (basis_vectors), each off the g fixed eigenvectors (v − (v Uᵀ) U with
   // U's first g rows): [K, C, F], a block per direction.
   const g = spec.globalRank;
@@ -541,7 +511,7 @@ export function buildSupport(
   const block = classes * dim;
   const offFixed = (rows: Float64Array, n: number) => {
     if (g === 0) return;
-    const coefficients = products(rows, n, u, g, dim);
+    const coefficients = rowProducts(rows, n, u, g, dim);
     for (let i = 0; i < coefficients.length; i++) coefficients[i] = -coefficients[i]!;
     accumulateRows(rows, n, u, coefficients, g, dim);
   };
@@ -652,12 +622,12 @@ export function buildSupport(
     for (let f = 0; f < dim; f++) scorers[(g + c) * dim + f] = means[c * dim + f]! * scale;
   }
   scorers.set(lda, (g + classes) * dim);
-  const scores = products(images, total, scorers, width, dim);
+  const scores = rowProducts(images, total, scorers, width, dim);
   const centred = new Float64Array((classes + 1) * dim); // [μ − m; m]
   centred.set(diff);
   centred.set(centre, classes * dim);
-  const fixedCoords = products(centred, classes + 1, u, g, dim);
-  const ownCoords = products(centred, classes + 1, q, classes * K, dim);
+  const fixedCoords = rowProducts(centred, classes + 1, u, g, dim);
+  const ownCoords = rowProducts(centred, classes + 1, q, classes * K, dim);
   // Own logit − best other logit, logits scores[at + n] + offset · r_n; 0 for a lone class.
   const margin = (at: number, own: number, offset: number) => {
     if (classes === 1) return 0;
@@ -676,7 +646,7 @@ export function buildSupport(
     const k = counts[c]!;
     const at = starts[c]! * dim;
     const own = q.subarray(row(c, 0), row(c, K));
-    const coords = products(images.subarray(at, at + k * dim), k, own, K, dim); // [k, K]
+    const coords = rowProducts(images.subarray(at, at + k * dim), k, own, K, dim); // [k, K]
     const centreCoords = classes * classes * K + c * K; // m · Q_c's own rows in ownCoords
     for (let i = 0; i < k; i++) {
       const out = (c * kmax + i) * P;
@@ -693,7 +663,8 @@ export function buildSupport(
       imageFeatures[out + rows] = Math.sqrt(spread);
       imageFeatures[out + rows + 1] = CONDITION_SCALE * margin(image + g, c, 0);
       // (x · s A(μ_n − m) + r_n) / s = x · A(μ_n − m) + r_n / s
-      imageFeatures[out + rows + 2] = CONDITION_SCALE * margin(image + g + classes, c, 1 / s);
+      imageFeatures[out + rows + 2] =
+        CONDITION_SCALE * margin(image + g + classes, c, 1 / spec.referenceScale);
       imageMask[c * kmax + i] = 1;
     }
   }
@@ -853,7 +824,7 @@ export function encodeResidual(
       for (let f = 0; f < dim; f++)
         deltas[sample * dim + f] = heads.weight[w + f]! - support.weight[c * dim + f]!;
     }
-    const projections = products(deltas, samples, basisRows, rows, dim);
+    const projections = rowProducts(deltas, samples, basisRows, rows, dim);
     for (let sample = 0; sample < samples; sample++) {
       const a = (sample * classes + c) * width;
       for (let k = 0; k < rows; k++) coords[a + k] = projections[sample * rows + k]! / sigma(k);

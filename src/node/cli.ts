@@ -34,6 +34,7 @@ import {
   GeneratorRegistry,
   parseFamily,
   parsePrecision,
+  readFoldPrior,
   readGeneratorManifest,
   type Family,
   type GeneratorDescription,
@@ -553,7 +554,15 @@ async function evaluate(args: string[]): Promise<void> {
           arch: arch ?? manifest.default_arch,
         }
       : undefined,
-    { tf: (await nodeTf()).tf, ...(headManifest ? { refine: headManifest.refine } : {}) },
+    {
+      tf: (await nodeTf()).tf,
+      ...(headManifest
+        ? {
+            refine: headManifest.refine,
+            foldPrior: await readFoldPrior(familySource('head'), headManifest),
+          }
+        : {}),
+    },
   );
   if (values.json) {
     process.stdout.write(`${JSON.stringify(evaluationJson(result), null, 2)}\n`);

@@ -189,7 +189,10 @@ export function createHandler(context: HandlerContext): (request: WorkerRequest)
         tf: (await context.features.tf(request.featureBackend)).tf,
         ...(result.refinement === null
           ? manifest.family === 'head'
-            ? { refine: manifest.refine }
+            ? {
+                refine: manifest.refine,
+                ...(generator.foldPrior ? { foldPrior: generator.foldPrior } : {}),
+              }
             : {}
           : { refined: { networks: result.networks, choice: result.refinement } }),
         ...(request.pretrained !== undefined ? { pretrained: request.pretrained } : {}),
