@@ -10,7 +10,14 @@ import {
   type Head,
   type LabelledFeatures,
 } from './heads';
-import { calibratedLambda, chooseLambda, DEFAULT_SPEC, LAMBDA_GRID, refineHead } from './refine';
+import {
+  calibratedLambda,
+  chooseLambda,
+  DEFAULT_SPEC,
+  LAMBDA_GRID,
+  refineHead,
+  refineHeads,
+} from './refine';
 import { Mulberry32 } from './rng';
 
 const DIM = 24;
@@ -144,6 +151,32 @@ describe('refining a generated head toward the support (MAP with the head as pri
     const right = [{ classes: 4, dim: DIM, weight: means, bias: new Float32Array(4) }];
     expect(chooseLambda(wrong, data, 4).lambda).toBeLessThanOrEqual(0.1);
     expect(chooseLambda(right, data, 4).lambda).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('refining several samples on one support', () => {
+  it('reaches each sample’s own optimum, though later samples start from the one before', () => {
+    const data = support(4, 5, 31, 1.2);
+    const base = randomHead(4, 32);
+    // Samples near each other, as the generator's are at temperature 0.25.
+    const samples = [0, 1, 2].map((s) => {
+      const noise = randomHead(4, 40 + s, 0.3);
+      return {
+        ...base,
+        weight: base.weight.map((w, k) => w + noise.weight[k]!),
+        bias: base.bias.map((b, k) => b + noise.bias[k]!),
+      };
+    });
+    const spec = { ...DEFAULT_SPEC, solver_tol: 1e-12, lambda_by_shots: { '1': 0.01 } };
+    const { heads, choice } = refineHeads(samples, data, 4, { ...spec, cv_min_images: 99 });
+    expect(choice).toEqual({ lambda: 0.01, rule: 'calibrated', minImages: 5 });
+    heads.forEach((head, s) => {
+      const alone = refineHead(samples[s]!, data, { lambda: 0.01, tolerance: 1e-9 }).head;
+      expect(relativeError(head.weight, Array.from(alone.weight)), `sample ${s}`).toBeLessThan(
+        1e-5,
+      );
+      expect(fullGradient(head, samples[s]!, data, 0.01), `sample ${s}`).toBeLessThan(1e-4);
+    });
   });
 });
 
