@@ -5,9 +5,10 @@
 //
 //   npm run bench:node [-- --repeats N]   (npm run bench: this, then bench:browser)
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { format, resolveConfig } from 'prettier';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -19,6 +20,7 @@ import {
   type Family,
 } from '../engine/generators';
 import { directorySource, nodeHost } from '../engine/node-host';
+import { drawFolder } from './drawn-folder';
 import { generateWeights, type ClassFeatures } from '../engine/pipeline';
 import { headOfNetwork, labelled, unitNormalise } from '../engine/heads';
 import {
@@ -143,6 +145,50 @@ async function timeRefine(
   return { one, weakest, stage, lambda: choice.lambda, rule: describeRefinement(choice) };
 }
 
+interface CliRun {
+  classes: number;
+  images: number;
+  timings_ms: { features: number; encode: number; denoise: number; decode: number; refine: number };
+  refinement: { lambda: number; rule: string; min_images: number } | null;
+}
+
+/**
+ * `d2nwg generate` on a drawn folder (the browser benchmark's pictures, through
+ * the real backbone), as a user runs it: its report.json's stage times. The
+ * refine there works on real features, where the seeded ones above leave the
+ * generated heads nothing to fix.
+ */
+async function runCli(classes: number, images: number): Promise<CliRun> {
+  const root = mkdtempSync(join(tmpdir(), 'd2nwg-bench-'));
+  try {
+    const data = join(root, 'data');
+    const out = join(root, 'out');
+    await drawFolder(data, { classes, images }, 3);
+    execFileSync(
+      process.execPath,
+      [
+        join(repoRoot, 'bin/d2nwg.js'),
+        'generate',
+        '--data',
+        data,
+        '--out',
+        out,
+        '--samples',
+        String(SAMPLES),
+        '--steps',
+        String(STEPS),
+        '--backend',
+        'cpu',
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as CliRun;
+    return { ...report, classes, images };
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { repeats: { type: 'string', default: '3' } } });
   const repeats = Number(values.repeats);
@@ -208,6 +254,7 @@ async function main(): Promise<void> {
     refineGenerators,
   );
   await refineGenerators.releaseAll();
+  const cli = [await runCli(10, 20), await runCli(20, 20)];
   const rule =
     REFINE_IMAGES >= spec.cv_min_images
       ? `λ by ${spec.cv_folds}-fold cross-validation over ${spec.lambda_grid.length} values`
@@ -235,6 +282,7 @@ async function main(): Promise<void> {
       stage_samples: SAMPLES,
       stage_ms: refineMs.stage,
     },
+    cli,
   });
   const reportPath = join(out, 'report.json');
   const style = await resolveConfig(reportPath);
@@ -264,6 +312,20 @@ async function main(): Promise<void> {
       `one head at the grid's weakest λ = ${Math.min(...spec.lambda_grid)}, ` +
       `${median(refineMs.weakest).toFixed(0)} ms; the whole refine stage of a generation ` +
       `(${rule}, then ${SAMPLES} heads), ${median(refineMs.stage).toFixed(0)} ms.`,
+    '',
+    `\`d2nwg generate\` (one run each, ${SAMPLES} samples, ${STEPS} steps, onnxruntime-node cpu) on drawn folders ` +
+      "(the browser benchmark's pictures, src/node/drawn-folder.ts), stage times from its report.json:",
+    '',
+    '| classes × images | features ms | encode ms | denoise ms | decode ms | refine ms | after features ms | λ |',
+    '|---|---|---|---|---|---|---|---|',
+    ...cli.map(({ classes, images, timings_ms: t, refinement }) => {
+      const after = t.encode + t.denoise + t.decode + t.refine;
+      const lambda = refinement === null ? '–' : `${refinement.lambda} (${refinement.rule})`;
+      return (
+        `| ${classes} × ${images} | ${t.features.toFixed(0)} | ${t.encode.toFixed(0)} | ${t.denoise.toFixed(0)} | ` +
+        `${t.decode.toFixed(0)} | ${t.refine.toFixed(0)} | ${after.toFixed(0)} | ${lambda} |`
+      );
+    }),
     '',
   ];
   writeFileSync(join(out, 'REPORT.md'), lines.join('\n'));
