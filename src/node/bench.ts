@@ -21,8 +21,10 @@ import {
 } from '../engine/generators';
 import { directorySource, nodeHost } from '../engine/node-host';
 import { drawFolder } from './drawn-folder';
-import { generateWeights, type ClassFeatures } from '../engine/pipeline';
-import { headOfNetwork, labelled, unitNormalise } from '../engine/heads';
+import { datasetFeatures, generateWeights, type ClassFeatures } from '../engine/pipeline';
+import { readClassFolder } from './class-folder';
+import { classImages, nodeExtractor } from './cli';
+import { headOfNetwork, labelled } from '../engine/heads';
 import {
   describeRefinement,
   refineHead,
@@ -85,11 +87,12 @@ const REFINE_CLASSES = 20;
 const REFINE_IMAGES = 20;
 
 /**
- * Refine timings on seeded clustered 1,792-d features, 20 classes × 20 images,
- * refining the heads the release generates for them: one head at the λ the
- * release's rule picks for this support and at the grid's weakest λ (the
- * slowest solve), and the whole refine stage of a generation (the rule, then
- * every one of SAMPLES heads), each solve stopped at the manifest's tolerance.
+ * Refine timings on the backbone features of a drawn folder (the browser
+ * benchmark's pictures, 20 classes × 20 images), refining the heads the
+ * release generates for them: one head at the λ the release's rule picks for
+ * this support and at the grid's weakest λ (the slowest solve), and the whole
+ * refine stage of a generation (the rule, then every one of SAMPLES heads),
+ * each solve stopped at the manifest's tolerance.
  */
 async function timeRefine(
   repeats: number,
@@ -97,20 +100,20 @@ async function timeRefine(
   foldPrior: FoldPrior,
   generators: GeneratorRegistry,
 ): Promise<{ one: number[]; weakest: number[]; stage: number[]; lambda: number; rule: string }> {
-  const rng = new Mulberry32(2);
-  const dim = 1792;
-  const centres = Array.from({ length: REFINE_CLASSES }, () =>
-    Float32Array.from({ length: dim }, () => rng.normal()),
-  );
-  const perClass = centres.map((centre) =>
-    unitNormalise(
-      Float32Array.from(
-        { length: REFINE_IMAGES * dim },
-        (_, i) => centre[i % dim]! + 3 * rng.normal(),
-      ),
-      dim,
-    ),
-  );
+  const root = mkdtempSync(join(tmpdir(), 'd2nwg-bench-'));
+  let perClass: Float32Array[];
+  try {
+    await drawFolder(root, { classes: REFINE_CLASSES, images: REFINE_IMAGES }, 3);
+    const extractor = nodeExtractor();
+    try {
+      ({ perClass } = await datasetFeatures(classImages(readClassFolder(root)), extractor));
+    } finally {
+      extractor.dispose();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  const dim = perClass[0]!.length / REFINE_IMAGES;
   const generated = await generateWeights(
     {
       family: 'head',
@@ -305,8 +308,8 @@ async function main(): Promise<void> {
         `${(median(r.encode) + median(r.denoise) + median(r.decode)).toFixed(0)} | ${r.peakRssMb.toFixed(0)} |`,
     ),
     '',
-    `Refine toward the support (src/engine/refine.ts) of the heads the release generates for ${REFINE_CLASSES} ` +
-      `classes × ${REFINE_IMAGES} images of seeded clustered 1,792-d features, each solve stopped at the manifest's ` +
+    `Refine toward the support (src/engine/refine.ts) of the heads the release generates for the backbone ` +
+      `features of a drawn folder, ${REFINE_CLASSES} classes × ${REFINE_IMAGES} images, each solve stopped at the manifest's ` +
       `tolerance (sklearn's rule, ${spec.solver_tol}), median of ${refineMs.one.length} runs: one head at the λ ` +
       `the rule picks here (${refineMs.rule}), ${median(refineMs.one).toFixed(0)} ms (issue 13's target: ≤ 500 ms); ` +
       `one head at the grid's weakest λ = ${Math.min(...spec.lambda_grid)}, ` +

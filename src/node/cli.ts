@@ -81,7 +81,7 @@ function progressPrinter(): (p: Progress) => void {
 }
 
 /** Backbone features in Node: sharp decodes, tfjs (wasm) runs the release's backbone, loaded once. */
-function nodeExtractor(): FeatureExtractor & { dispose(): void } {
+export function nodeExtractor(): FeatureExtractor & { dispose(): void } {
   let loaded: Promise<Backbone> | undefined;
   return {
     decode: (bytes, name) =>
@@ -95,7 +95,7 @@ function nodeExtractor(): FeatureExtractor & { dispose(): void } {
   };
 }
 
-function classImages(folder: ClassFolder): ClassImages[] {
+export function classImages(folder: ClassFolder): ClassImages[] {
   return folder.classes.map((name, c) => ({
     name,
     images: folder.images[c]!.map((path) => ({
