@@ -419,7 +419,8 @@ function refineOn(
 
 /**
  * Limited-memory BFGS (Nocedal & Wright, Alg. 7.4) with a backtracking Armijo
- * line search; `precondition` applies the initial inverse Hessian H₀ in place.
+ * line search; `precondition` applies the preconditioner P⁻¹ in place, which
+ * the newest pair scales into the initial inverse Hessian H₀.
  */
 function lbfgs(
   x: Float64Array,
@@ -445,6 +446,7 @@ function lbfgs(
   };
   const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   let iteration = 0;
+  let gamma = 1;
   for (; iteration < maxIterations && maxAbs(grad) > tolerance; iteration++) {
     // Two-loop recursion: direction = −H ∇f, H₀ the preconditioner.
     direction.set(grad);
@@ -454,6 +456,7 @@ function lbfgs(
       for (let i = 0; i < size; i++) direction[i]! -= alpha[k]! * y[k]![i]!;
     }
     precondition(direction);
+    for (let i = 0; i < size; i++) direction[i]! *= gamma;
     for (let k = 0; k < s.length; k++) {
       const beta = rho[k]! * dot(y[k]!, direction);
       for (let i = 0; i < size; i++) direction[i]! += s[k]![i]! * (alpha[k]! - beta);
@@ -463,6 +466,7 @@ function lbfgs(
     if (slope >= 0) {
       // Not a descent direction (curvature lost): restart from the preconditioned gradient.
       s.length = y.length = rho.length = 0;
+      gamma = 1;
       direction.set(grad);
       precondition(direction);
       for (let i = 0; i < size; i++) direction[i] = -direction[i]!;
@@ -489,6 +493,13 @@ function lbfgs(
     f = fTrial;
     const sy = dot(sk, yk);
     if (sy > 1e-12) {
+      // H₀ = γ P⁻¹ with γ = sᵀy / yᵀP⁻¹y from the newest pair (Nocedal & Wright 7.20, preconditioned):
+      // the fixed curvature's scale is a guess, and a wrong scale costs a backtrack at every step
+      // (20 classes × 20 drawn images, λ = 0.001: 82 evaluations without γ, 37 with).
+      const hy = Float64Array.from(yk);
+      precondition(hy);
+      const yhy = dot(yk, hy);
+      if (yhy > 0) gamma = sy / yhy;
       s.push(sk);
       y.push(yk);
       rho.push(1 / sy);
