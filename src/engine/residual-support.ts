@@ -444,11 +444,25 @@ export function referenceHead(
 ): { weight: Float32Array; bias: Float32Array } {
   checkStatistics(stats);
   checkSpec(spec, stats);
-  const { dim } = stats;
+  const { images, counts, starts } = stacked(support, stats.dim);
+  const { weight, bias } = referenceParts(images, counts, starts, stats, spec);
+  return { weight, bias };
+}
+
+/**
+ * Per-class images [k_c × dim] as one float64 block [N × dim], class after
+ * class: each class's image count and its first row.
+ */
+function stacked(
+  support: readonly Float32Array[],
+  dim: number,
+): { images: Float64Array; counts: number[]; starts: number[] } {
   const counts = support.map((x, c) => {
     const k = x.length / dim;
     if (!Number.isInteger(k) || k < 1)
-      throw new Error(`class ${c}: ${x.length} values are not one or more images of dim ${dim}`);
+      throw new Error(
+        `class ${c}: ${x.length} values are not one or more images of dim ${dim} (the statistics' dim)`,
+      );
     return k;
   });
   const starts: number[] = [];
@@ -459,8 +473,7 @@ export function referenceHead(
   }
   const images = new Float64Array(total * dim);
   support.forEach((x, c) => images.set(x, starts[c]! * dim));
-  const { weight, bias } = referenceParts(images, counts, starts, stats, spec);
-  return { weight, bias };
+  return { images, counts, starts };
 }
 
 /**
@@ -477,24 +490,10 @@ export function buildSupport(
   const { dim } = stats;
   const classes = support.length;
   if (classes === 0) throw new Error('a support needs at least one class');
-  const counts = support.map((x, c) => {
-    const k = x.length / dim;
-    if (!Number.isInteger(k) || k < 1)
-      throw new Error(
-        `class ${c}: ${x.length} values are not one or more images of dim ${dim} (the statistics' dim)`,
-      );
-    return k;
-  });
+  const { images, counts, starts } = stacked(support, dim); // [N, F], class after class
   const kmax = Math.max(...counts);
   const shots = Math.min(...counts);
-  const starts: number[] = []; // first image row of each class in `images`
-  let total = 0;
-  for (const k of counts) {
-    starts.push(total);
-    total += k;
-  }
-  const images = new Float64Array(total * dim); // [N, F], class after class
-  support.forEach((x, c) => images.set(x, starts[c]! * dim));
+  const total = images.length / dim;
 
   const { means, centre, diff, u, lda, weight, bias, bias64 } = referenceParts(
     images,
