@@ -191,6 +191,8 @@ export function refineHead(
 interface Solved {
   /** C × m: class c's coordinates (k < r), then its bias (k = r). */
   theta: Float64Array;
+  /** False when θ is still the prior: no step taken from it. */
+  moved: boolean;
   iterations: number;
   objective: number;
   gradient: number;
@@ -296,6 +298,7 @@ function solveOn(
   C: number,
   { lambda, maxIterations = 500, tolerance = 1e-7 }: RefineOptions,
   start?: Float64Array,
+  alternative?: Float64Array,
 ): Solved {
   if (!(lambda > 0)) throw new Error(`λ must be positive, got ${lambda}`);
   const { support, rank: r, basis, columns, cross } = prepared;
@@ -352,11 +355,31 @@ function solveOn(
     }
     return f;
   };
-  const { value, gradient, iterations } = lbfgs(theta, evaluate, maxIterations, tolerance, (v) => {
-    const { lower, upper } = factor();
-    triangularSolve(lower, upper, m, v, C);
-  });
-  return { theta, iterations, objective: value, gradient };
+  // `alternative` replaces the start when its objective is lower; the winner's evaluation is the solve's first.
+  let initial: { value: number; grad: Float64Array } | undefined;
+  let fromAlternative = false;
+  if (alternative !== undefined) {
+    const grad = new Float64Array(size);
+    const value = evaluate(theta, grad);
+    const otherGrad = new Float64Array(size);
+    const other = evaluate(alternative, otherGrad);
+    fromAlternative = other < value;
+    if (fromAlternative) theta.set(alternative);
+    initial = fromAlternative ? { value: other, grad: otherGrad } : { value, grad };
+  }
+  const { value, gradient, iterations } = lbfgs(
+    theta,
+    evaluate,
+    maxIterations,
+    tolerance,
+    (v) => {
+      const { lower, upper } = factor();
+      triangularSolve(lower, upper, m, v, C);
+    },
+    initial,
+  );
+  const moved = start !== undefined || fromAlternative || iterations > 0;
+  return { theta, moved, iterations, objective: value, gradient };
 }
 
 /**
@@ -411,12 +434,15 @@ function refineOn(
   offsets = priorOffsets(head, prepared),
 ): RefineResult {
   const solved = solveOn(prepared, offsets, head.bias, head.classes, options);
-  const refined =
-    solved.iterations === 0
-      ? { ...head, weight: Float32Array.from(head.weight), bias: Float32Array.from(head.bias) }
-      : headOf(head, prepared, solved.theta);
   const { iterations, objective, gradient } = solved;
-  return { head: refined, iterations, objective, gradient };
+  return { head: solvedHead(head, prepared, solved), iterations, objective, gradient };
+}
+
+/** The head a solve ended at; a copy of the prior when no step was taken from it. */
+function solvedHead(head: Head, prepared: SupportBasis, solved: Solved): Head {
+  return solved.moved
+    ? headOf(head, prepared, solved.theta)
+    : { ...head, weight: Float32Array.from(head.weight), bias: Float32Array.from(head.bias) };
 }
 
 /**
@@ -430,11 +456,12 @@ function lbfgs(
   maxIterations: number,
   tolerance: number,
   precondition: (v: Float64Array) => void,
+  initial?: { value: number; grad: Float64Array },
   memory = 10,
 ): { value: number; gradient: number; iterations: number } {
   const size = x.length;
-  const grad = new Float64Array(size);
-  let f = evaluate(x, grad);
+  const grad = initial?.grad ?? new Float64Array(size);
+  let f = initial?.value ?? evaluate(x, grad);
   const s: Float64Array[] = [];
   const y: Float64Array[] = [];
   const rho: number[] = [];
@@ -656,28 +683,11 @@ export function refineHeads(
   let previous: { offsets: Float64Array; theta: Float64Array } | undefined;
   const refined = heads.map((h) => {
     const offsets = priorOffsets(h, prepared);
-    let start: Float64Array | undefined;
-    if (previous !== undefined) {
-      const warm = movedStart(prepared, previous.theta, previous.offsets, offsets, h.classes);
-      const fromPrior = solveOn(prepared, offsets, h.bias, h.classes, {
-        ...options,
-        maxIterations: 0,
-      });
-      const fromWarm = solveOn(
-        prepared,
-        offsets,
-        h.bias,
-        h.classes,
-        { ...options, maxIterations: 0 },
-        warm,
-      );
-      if (fromWarm.objective < fromPrior.objective) start = warm;
-    }
-    const solved = solveOn(prepared, offsets, h.bias, h.classes, options, start);
+    const warm =
+      previous && movedStart(prepared, previous.theta, previous.offsets, offsets, h.classes);
+    const solved = solveOn(prepared, offsets, h.bias, h.classes, options, undefined, warm);
     previous = { offsets, theta: solved.theta };
-    return start === undefined && solved.iterations === 0
-      ? { ...h, weight: Float32Array.from(h.weight), bias: Float32Array.from(h.bias) }
-      : headOf(h, prepared, solved.theta);
+    return solvedHead(h, prepared, solved);
   });
   return { heads: refined, choice };
 }
