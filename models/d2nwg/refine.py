@@ -80,6 +80,12 @@ class RefineSpec:
                           cv_prior=str(block.get("cv_prior", "mean")),
                           solver_tol=float(block.get("solver_tol", 1e-4)))
 
+    def uses_fold_prior(self, fold_prior: object) -> bool:
+        """Whether each fold refines its own prior; raises when the rule needs one and none was given."""
+        if self.cv_prior == "fold_reference" and fold_prior is None:
+            raise ValueError("cv_prior 'fold_reference' needs fold_prior")
+        return self.cv_prior == "fold_reference"
+
     def calibrated(self, images: int) -> float:
         """The calibrated λ of the largest shot count not above `images` (the smallest one below them all)."""
         shots = sorted(self.lambda_by_shots)
@@ -148,9 +154,7 @@ def choose_lambda(heads: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: 
     grid = sorted(spec.lambda_grid, reverse=True)
     scores = np.zeros(len(grid))
     for train, val in support_folds(y, classes, spec.cv_folds):
-        if spec.cv_prior == "fold_reference":
-            if fold_prior is None:
-                raise ValueError("cv_prior 'fold_reference' needs fold_prior")
+        if spec.uses_fold_prior(fold_prior):
             prior_w, prior_b = (np.asarray(a, np.float64) for a in fold_prior(x[train], y[train]))
         for g, lam in enumerate(grid):
             w, b = refine_head(prior_w, prior_b, x[train], y[train], lam)
@@ -497,9 +501,7 @@ def choose_lambda_batch(x: torch.Tensor, y: torch.Tensor, classes: int, prior_w:
     prior = prior_logits(x, prior_w[:, None], prior_b[:, None])  # [B, 1, n, C]
     labels = y[0].numpy()
     for train, val in support_folds(labels, classes, spec.cv_folds):
-        if spec.cv_prior == "fold_reference":
-            if fold_prior is None:
-                raise ValueError("cv_prior 'fold_reference' needs fold_prior")
+        if spec.uses_fold_prior(fold_prior):
             fold_w, fold_b = fold_prior(x[:, train], labels[train])
             prior = prior_logits(x, fold_w[:, None], fold_b[:, None])
         supports = refine_supports(None, y[:, train], classes, gram[:, train][:, :, train])
