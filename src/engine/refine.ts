@@ -143,20 +143,27 @@ function cholesky(a: Float64Array, m: number): Float64Array {
  * What the refine needs of a support set, whatever the head: orthonormal
  * coordinates of its rows (pivoted Cholesky of the Gram matrix) with a 1
  * appended for the bias, and their cross-product for the preconditioner.
+ * The rows are kept in pivot order, so the coordinates of the first `rank`
+ * rows form a lower triangle (row j's stop at column j) and the products with
+ * them (`basisLogits`, `basisGradient`) skip the zeros above it.
  * Computed once per support and shared by every head and λ refined on it.
  */
 export interface SupportBasis {
   support: LabelledFeatures;
   rank: number;
-  /** The support's features as float64 [n × dim]. */
+  /** The support's row indices in pivot order: the pivots, then the rows the pivots span. */
+  order: number[];
+  /** The labels in pivot order. */
+  labels: Int32Array;
+  /** The support's features as float64 [n × dim], in pivot order. */
   rows: Float64Array;
-  /** n × (rank + 1): row i's coordinates, then 1. */
+  /** n × (rank + 1), pivot order: row j's coordinates, then 1. */
   basis: Float64Array;
   /** basisᵀ, (rank + 1) × n. */
   columns: Float64Array;
   /** (rank + 1)²: basisᵀ basis. */
   cross: Float64Array;
-  l: Float64Array;
+  /** The pivot rows' indices in the support (order's first `rank`). */
   pivots: number[];
   /** Cholesky factors of the preconditioner by λ (lower, and its transpose), shared by every head refined here. */
   preconditioners: Map<string, { lower: Float64Array; upper: Float64Array }>;
@@ -165,17 +172,158 @@ export interface SupportBasis {
 export function prepareSupport(support: LabelledFeatures, gram?: Float64Array): SupportBasis {
   const { dim, features, labels } = support;
   const n = labels.length;
-  const rows = Float64Array.from(features.subarray(0, n * dim));
-  const { l, rank, pivots } = pivotedCholesky(gram ?? rowProducts(rows, n, rows, n, dim, true), n);
+  const { l, rank, pivots } = pivotedCholesky(gram ?? gramMatrix(features, n, dim), n);
+  const pivoted = new Set(pivots);
+  const order = [
+    ...pivots,
+    ...Array.from({ length: n }, (_, i) => i).filter((i) => !pivoted.has(i)),
+  ];
+  const rows = new Float64Array(n * dim);
+  order.forEach((i, j) => rows.set(features.subarray(i * dim, (i + 1) * dim), j * dim));
   const m = rank + 1;
   const basis = new Float64Array(n * m);
   const columns = new Float64Array(m * n); // basisᵀ
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < rank; k++) basis[i * m + k] = columns[k * n + i] = l[i * n + k]!;
-    basis[i * m + rank] = columns[rank * n + i] = 1;
-  }
+  order.forEach((i, j) => {
+    for (let k = 0; k < rank; k++) basis[j * m + k] = columns[k * n + j] = l[i * n + k]!;
+    basis[j * m + rank] = columns[rank * n + j] = 1;
+  });
   const cross = rowProducts(columns, m, columns, m, n, true);
-  return { support, rank, rows, basis, columns, cross, l, pivots, preconditioners: new Map() };
+  return {
+    support,
+    rank,
+    order,
+    labels: Int32Array.from(order, (i) => labels[i]!),
+    rows,
+    basis,
+    columns,
+    cross,
+    pivots,
+    preconditioners: new Map(),
+  };
+}
+
+/**
+ * z [C × n] = θ basisᵀ (bias included) for the pivot-ordered basis: row j has
+ * at most j + 1 coordinates, so a block of four rows from j sums min(j + 4, r)
+ * terms. Two classes × four rows per block, as `rowProducts`.
+ */
+function basisLogits(
+  theta: Float64Array,
+  C: number,
+  basis: Float64Array,
+  n: number,
+  m: number,
+): Float64Array {
+  const r = m - 1;
+  const out = new Float64Array(C * n);
+  for (let c = 0; c < C; c += 2) {
+    const pair = c + 1 < C;
+    const t0 = c * m;
+    const t1 = pair ? t0 + m : t0;
+    const bias0 = theta[t0 + r]!;
+    const bias1 = theta[t1 + r]!;
+    for (let j = 0; j < n; j += 4) {
+      const block = Math.min(4, n - j);
+      const len = Math.min(j + block, r);
+      const q0 = j * m;
+      const q1 = block > 1 ? q0 + m : q0;
+      const q2 = block > 2 ? q0 + 2 * m : q0;
+      const q3 = block > 3 ? q0 + 3 * m : q0;
+      let s00 = 0;
+      let s01 = 0;
+      let s02 = 0;
+      let s03 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      let s12 = 0;
+      let s13 = 0;
+      for (let k = 0; k < len; k++) {
+        const x0 = theta[t0 + k]!;
+        const x1 = theta[t1 + k]!;
+        const y0 = basis[q0 + k]!;
+        const y1 = basis[q1 + k]!;
+        const y2 = basis[q2 + k]!;
+        const y3 = basis[q3 + k]!;
+        s00 += x0 * y0;
+        s01 += x0 * y1;
+        s02 += x0 * y2;
+        s03 += x0 * y3;
+        s10 += x1 * y0;
+        s11 += x1 * y1;
+        s12 += x1 * y2;
+        s13 += x1 * y3;
+      }
+      const o0 = c * n + j;
+      const sums0 = [s00, s01, s02, s03];
+      const sums1 = [s10, s11, s12, s13];
+      for (let b = 0; b < block; b++) {
+        out[o0 + b] = sums0[b]! + bias0;
+        if (pair) out[o0 + n + b] = sums1[b]! + bias1;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The gradient's data part [C × m] = z basis for the pivot-ordered basis:
+ * coordinate k is zero on the rows before k, so its sum starts at row k; the
+ * bias's sums every row. Two classes × four coordinates per block.
+ */
+function basisGradient(
+  z: Float64Array,
+  C: number,
+  columns: Float64Array,
+  n: number,
+  m: number,
+): Float64Array {
+  const r = m - 1;
+  const out = new Float64Array(C * m);
+  for (let c = 0; c < C; c += 2) {
+    const pair = c + 1 < C;
+    const z0 = c * n;
+    const z1 = pair ? z0 + n : z0;
+    for (let k = 0; k < m; k += 4) {
+      const block = Math.min(4, m - k);
+      const from = k + block > r ? 0 : k; // a block holding the bias column sums every row
+      const q0 = k * n;
+      const q1 = block > 1 ? q0 + n : q0;
+      const q2 = block > 2 ? q0 + 2 * n : q0;
+      const q3 = block > 3 ? q0 + 3 * n : q0;
+      let s00 = 0;
+      let s01 = 0;
+      let s02 = 0;
+      let s03 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      let s12 = 0;
+      let s13 = 0;
+      for (let j = from; j < n; j++) {
+        const x0 = z[z0 + j]!;
+        const x1 = z[z1 + j]!;
+        const y0 = columns[q0 + j]!;
+        const y1 = columns[q1 + j]!;
+        const y2 = columns[q2 + j]!;
+        const y3 = columns[q3 + j]!;
+        s00 += x0 * y0;
+        s01 += x0 * y1;
+        s02 += x0 * y2;
+        s03 += x0 * y3;
+        s10 += x1 * y0;
+        s11 += x1 * y1;
+        s12 += x1 * y2;
+        s13 += x1 * y3;
+      }
+      const o0 = c * m + k;
+      const sums0 = [s00, s01, s02, s03];
+      const sums1 = [s10, s11, s12, s13];
+      for (let b = 0; b < block; b++) {
+        out[o0 + b] = sums0[b]!;
+        if (pair) out[o0 + m + b] = sums1[b]!;
+      }
+    }
+  }
+  return out;
 }
 
 /** Refines `head` (rows applied to unit-norm features) on the support, for one λ. */
@@ -301,8 +449,7 @@ function solveOn(
   alternative?: Float64Array,
 ): Solved {
   if (!(lambda > 0)) throw new Error(`λ must be positive, got ${lambda}`);
-  const { support, rank: r, basis, columns, cross } = prepared;
-  const { labels } = support;
+  const { rank: r, basis, columns, cross, labels } = prepared;
   const n = labels.length;
   const m = r + 1;
   const size = C * m;
@@ -327,7 +474,7 @@ function solveOn(
     return factors;
   };
   const evaluate = (t: Float64Array, grad: Float64Array): number => {
-    const z = rowProducts(t, C, basis, n, m); // [C × n]
+    const z = basisLogits(t, C, basis, n, m); // [C × n]
     let f = 0;
     for (let i = 0; i < n; i++) {
       let max = -Infinity;
@@ -347,7 +494,7 @@ function solveOn(
       for (let c = 0; c < C; c++) z[c * n + i]! *= inverse;
       z[label * n + i]! -= 1;
     }
-    grad.set(rowProducts(z, C, columns, m, n)); // residual × basis: [C × m]
+    grad.set(basisGradient(z, C, columns, n, m)); // residual × basis: [C × m]
     for (let k = 0; k < size; k++) {
       const v = t[k]! - prior[k]!;
       f += 0.5 * lambda * v * v;
@@ -387,32 +534,46 @@ function solveOn(
  * (Q = L_P⁻¹ X_P, so A L_P = θ's coordinates): A [C × r], row c for class c.
  */
 function pivotCoefficients(prepared: SupportBasis, theta: Float64Array, C: number): Float64Array {
-  const { rank: r, l, pivots, support } = prepared;
-  const n = support.labels.length;
+  const { rank: r, basis } = prepared;
   const m = r + 1;
   const a = new Float64Array(C * r);
   for (let c = 0; c < C; c++) {
     const o = c * r;
     for (let k = r - 1; k >= 0; k--) {
       let s = theta[c * m + k]!;
-      for (let j = k + 1; j < r; j++) s -= a[o + j]! * l[pivots[j]! * n + k]!;
-      a[o + k] = s / l[pivots[k]! * n + k]!;
+      for (let j = k + 1; j < r; j++) s -= a[o + j]! * basis[j * m + k]!;
+      a[o + k] = s / basis[k * m + k]!;
     }
   }
   return a;
 }
 
-/** The refined head W = W_g + A X_P, b = θ's bias row. */
+/** The refined head W = W_g + A X_P, b = θ's bias row. Four pivot rows per pass over a class's weights. */
 function headOf(head: Head, prepared: SupportBasis, theta: Float64Array): Head {
   const { classes, dim } = head;
-  const { rank: r, pivots, rows } = prepared;
+  const { rank: r, rows } = prepared;
   const weight = Float64Array.from(head.weight);
   const a = pivotCoefficients(prepared, theta, classes);
   for (let c = 0; c < classes; c++) {
     const o = c * dim;
-    for (let k = 0; k < r; k++) {
-      const row = pivots[k]! * dim;
-      const ak = a[c * r + k]!;
+    const ac = c * r;
+    let k = 0;
+    for (; k + 3 < r; k += 4) {
+      const r0 = k * dim;
+      const r1 = r0 + dim;
+      const r2 = r1 + dim;
+      const r3 = r2 + dim;
+      const a0 = a[ac + k]!;
+      const a1 = a[ac + k + 1]!;
+      const a2 = a[ac + k + 2]!;
+      const a3 = a[ac + k + 3]!;
+      for (let j = 0; j < dim; j++)
+        weight[o + j]! +=
+          a0 * rows[r0 + j]! + a1 * rows[r1 + j]! + a2 * rows[r2 + j]! + a3 * rows[r3 + j]!;
+    }
+    for (; k < r; k++) {
+      const row = k * dim;
+      const ak = a[ac + k]!;
       for (let j = 0; j < dim; j++) weight[o + j]! += ak * rows[row + j]!;
     }
   }
@@ -420,7 +581,7 @@ function headOf(head: Head, prepared: SupportBasis, theta: Float64Array): Head {
   return { classes, dim, weight: Float32Array.from(weight), bias };
 }
 
-/** The prior's logits without bias on the support rows, W_g x_i [C × n]. */
+/** The prior's logits without bias on the support rows, W_g x_i [C × n], rows in pivot order. */
 function priorOffsets(head: Head, prepared: SupportBasis): Float64Array {
   const n = prepared.support.labels.length;
   return rowProducts(Float64Array.from(head.weight), head.classes, prepared.rows, n, head.dim);
@@ -448,7 +609,12 @@ function solvedHead(head: Head, prepared: SupportBasis, solved: Solved): Head {
 /**
  * Limited-memory BFGS (Nocedal & Wright, Alg. 7.4) with a backtracking Armijo
  * line search; `precondition` applies the preconditioner P⁻¹ in place, which
- * the newest pair scales into the initial inverse Hessian H₀.
+ * the newest pair scales into the initial inverse Hessian H₀ = γP⁻¹.
+ *
+ * P⁻¹ is applied once per accepted point, to its gradient: the two-loop
+ * recursion needs P⁻¹q with q = g − Σ αₖ yₖ, which is P⁻¹g − Σ αₖ P⁻¹yₖ, and
+ * P⁻¹yₖ = P⁻¹gₖ₊₁ − P⁻¹gₖ is kept with each pair (γ needs it too). Applying
+ * P⁻¹ to q and to y separately cost two triangular solves per iteration.
  */
 function lbfgs(
   x: Float64Array,
@@ -464,6 +630,7 @@ function lbfgs(
   let f = initial?.value ?? evaluate(x, grad);
   const s: Float64Array[] = [];
   const y: Float64Array[] = [];
+  const py: Float64Array[] = []; // P⁻¹yₖ
   const rho: number[] = [];
   const direction = new Float64Array(size);
   const trial = new Float64Array(size);
@@ -476,29 +643,39 @@ function lbfgs(
   const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   let iteration = 0;
   let gamma = 1;
+  let pg: Float64Array | undefined; // P⁻¹ of the current gradient, once a step is due
   for (; iteration < maxIterations && maxAbs(grad) > tolerance; iteration++) {
-    // Two-loop recursion: direction = −H ∇f, H₀ the preconditioner.
+    if (pg === undefined) {
+      pg = Float64Array.from(grad);
+      precondition(pg);
+    }
+    // Two-loop recursion: direction = −H ∇f, H₀ = γP⁻¹.
     direction.set(grad);
     const alpha: number[] = [];
     for (let k = s.length - 1; k >= 0; k--) {
-      alpha[k] = rho[k]! * dot(s[k]!, direction);
-      for (let i = 0; i < size; i++) direction[i]! -= alpha[k]! * y[k]![i]!;
+      const a = (alpha[k] = rho[k]! * dot(s[k]!, direction));
+      const yk = y[k]!;
+      for (let i = 0; i < size; i++) direction[i]! -= a * yk[i]!;
     }
-    precondition(direction);
+    direction.set(pg);
+    for (let k = 0; k < s.length; k++) {
+      const a = alpha[k]!;
+      const pk = py[k]!;
+      for (let i = 0; i < size; i++) direction[i]! -= a * pk[i]!;
+    }
     for (let i = 0; i < size; i++) direction[i]! *= gamma;
     for (let k = 0; k < s.length; k++) {
-      const beta = rho[k]! * dot(y[k]!, direction);
-      for (let i = 0; i < size; i++) direction[i]! += s[k]![i]! * (alpha[k]! - beta);
+      const a = alpha[k]! - rho[k]! * dot(y[k]!, direction);
+      const sk = s[k]!;
+      for (let i = 0; i < size; i++) direction[i]! += a * sk[i]!;
     }
     for (let i = 0; i < size; i++) direction[i] = -direction[i]!;
     let slope = dot(grad, direction);
     if (slope >= 0) {
       // Not a descent direction (curvature lost): restart from the preconditioned gradient.
-      s.length = y.length = rho.length = 0;
+      s.length = y.length = py.length = rho.length = 0;
       gamma = 1;
-      direction.set(grad);
-      precondition(direction);
-      for (let i = 0; i < size; i++) direction[i] = -direction[i]!;
+      for (let i = 0; i < size; i++) direction[i] = -pg[i]!;
       slope = dot(grad, direction);
     }
     let step = 1;
@@ -520,30 +697,38 @@ function lbfgs(
     grad.set(trialGrad);
     const improvement = f - fTrial;
     f = fTrial;
+    if (improvement <= 1e-15 * Math.max(1, Math.abs(f))) break;
+    if (maxAbs(grad) <= tolerance) {
+      iteration++; // converged: the last point needs no P⁻¹
+      break;
+    }
+    const pgNext = Float64Array.from(grad);
+    precondition(pgNext);
     const sy = dot(sk, yk);
     if (sy > 1e-12) {
-      // H₀ = γ P⁻¹ with γ = sᵀy / yᵀP⁻¹y from the newest pair (Nocedal & Wright 7.20, preconditioned):
-      // the fixed curvature's scale is a guess, and a wrong scale costs a backtrack at every step
+      // γ = sᵀy / yᵀP⁻¹y from the newest pair (Nocedal & Wright 7.20, preconditioned): the fixed
+      // curvature's scale is a guess, and a wrong scale costs a backtrack at every step
       // (20 classes × 20 drawn images, λ = 0.001: 82 evaluations without γ, 37 with).
-      const hy = Float64Array.from(yk);
-      precondition(hy);
-      const yhy = dot(yk, hy);
+      const pyk = new Float64Array(size);
+      for (let i = 0; i < size; i++) pyk[i] = pgNext[i]! - pg[i]!;
+      const yhy = dot(yk, pyk);
       if (yhy > 0) gamma = sy / yhy;
       s.push(sk);
       y.push(yk);
+      py.push(pyk);
       rho.push(1 / sy);
       if (s.length > memory) {
         s.shift();
         y.shift();
+        py.shift();
         rho.shift();
       }
     }
-    if (improvement <= 1e-15 * Math.max(1, Math.abs(f))) break;
+    pg = pgNext;
   }
   return { value: f, gradient: maxAbs(grad), iterations: iteration };
 }
 
-/** The mean of heads of one shape: the prior cross-validation refits (one head, not one per sample). */
 export function meanHead(heads: readonly Head[]): Head {
   const [first] = heads;
   if (first === undefined) throw new Error('no heads to average');
@@ -705,17 +890,16 @@ function movedStart(
   newOffsets: Float64Array,
   C: number,
 ): Float64Array {
-  const { rank: r, l, pivots, support } = prepared;
-  const n = support.labels.length;
+  const { rank: r, basis, labels } = prepared;
+  const n = labels.length;
   const m = r + 1;
   const out = Float64Array.from(theta);
   const a = new Float64Array(r);
   for (let c = 0; c < C; c++) {
     for (let k = 0; k < r; k++) {
-      const p = pivots[k]!;
-      let s = newOffsets[c * n + p]! - oldOffsets[c * n + p]!;
-      for (let j = 0; j < k; j++) s -= l[p * n + j]! * a[j]!;
-      a[k] = s / l[p * n + k]!;
+      let s = newOffsets[c * n + k]! - oldOffsets[c * n + k]!;
+      for (let j = 0; j < k; j++) s -= basis[k * m + j]! * a[j]!;
+      a[k] = s / basis[k * m + k]!;
       out[c * m + k]! -= a[k]!;
     }
   }
