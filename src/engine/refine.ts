@@ -112,9 +112,19 @@ function pivotedCholesky(
     for (let i = 0; i < n; i++) {
       if (used[i]) continue;
       const row = i * n;
-      let s = gram[row + best]!;
-      for (let j = 0; j < k; j++) s -= l[row + j]! * l[bestRow + j]!;
-      const v = s / pivot;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let j = 0;
+      for (; j + 3 < k; j += 4) {
+        s0 += l[row + j]! * l[bestRow + j]!;
+        s1 += l[row + j + 1]! * l[bestRow + j + 1]!;
+        s2 += l[row + j + 2]! * l[bestRow + j + 2]!;
+        s3 += l[row + j + 3]! * l[bestRow + j + 3]!;
+      }
+      for (; j < k; j++) s0 += l[row + j]! * l[bestRow + j]!;
+      const v = (gram[row + best]! - (s0 + s1 + (s2 + s3))) / pivot;
       l[row + k] = v;
       diag[i]! -= v * v;
     }
@@ -187,7 +197,7 @@ export function prepareSupport(support: LabelledFeatures, gram?: Float64Array): 
     for (let k = 0; k < rank; k++) basis[j * m + k] = columns[k * n + j] = l[i * n + k]!;
     basis[j * m + rank] = columns[rank * n + j] = 1;
   });
-  const cross = rowProducts(columns, m, columns, m, n, true);
+  const cross = basisCross(columns, n, m);
   return {
     support,
     rank,
@@ -203,6 +213,60 @@ export function prepareSupport(support: LabelledFeatures, gram?: Float64Array): 
 }
 
 /**
+ * basisᵀ basis [m × m] from its columns (m × n, pivot order): column k < r is
+ * zero on the rows before k and the bias column is 1 on every row, so each
+ * sum starts where both columns can be non-zero; the lower triangle mirrors
+ * the upper. Two × four entries per block.
+ */
+function basisCross(columns: Float64Array, n: number, m: number): Float64Array {
+  const r = m - 1;
+  const out = new Float64Array(m * m);
+  const start = (k: number, count: number) => (k + count > r ? 0 : k); // the first row any of k … k + count − 1 can use
+  for (let a = 0; a < m; a += 2) {
+    const rowsA = Math.min(2, m - a);
+    const p0 = a * n;
+    const p1 = rowsA > 1 ? p0 + n : p0;
+    for (let b = a - (a % 4); b < m; b += 4) {
+      const block = Math.min(4, m - b);
+      const from = Math.max(start(a, rowsA), start(b, block));
+      const q0 = b * n;
+      const q1 = block > 1 ? q0 + n : q0;
+      const q2 = block > 2 ? q0 + 2 * n : q0;
+      const q3 = block > 3 ? q0 + 3 * n : q0;
+      let s00 = 0;
+      let s01 = 0;
+      let s02 = 0;
+      let s03 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      let s12 = 0;
+      let s13 = 0;
+      for (let j = from; j < n; j++) {
+        const x0 = columns[p0 + j]!;
+        const x1 = columns[p1 + j]!;
+        const y0 = columns[q0 + j]!;
+        const y1 = columns[q1 + j]!;
+        const y2 = columns[q2 + j]!;
+        const y3 = columns[q3 + j]!;
+        s00 += x0 * y0;
+        s01 += x0 * y1;
+        s02 += x0 * y2;
+        s03 += x0 * y3;
+        s10 += x1 * y0;
+        s11 += x1 * y1;
+        s12 += x1 * y2;
+        s13 += x1 * y3;
+      }
+      const sums = [s00, s01, s02, s03, s10, s11, s12, s13];
+      for (let i = 0; i < rowsA; i++)
+        for (let k = 0; k < block; k++) out[(a + i) * m + b + k] = sums[i * 4 + k]!;
+    }
+  }
+  for (let i = 0; i < m; i++) for (let k = 0; k < i; k++) out[i * m + k] = out[k * m + i]!;
+  return out;
+}
+
+/**
  * z [C × n] = θ basisᵀ (bias included) for the pivot-ordered basis: row j has
  * at most j + 1 coordinates, so a block of four rows from j sums min(j + 4, r)
  * terms. Two classes × four rows per block, as `rowProducts`.
@@ -213,9 +277,9 @@ function basisLogits(
   basis: Float64Array,
   n: number,
   m: number,
+  out: Float64Array = new Float64Array(C * n),
 ): Float64Array {
   const r = m - 1;
-  const out = new Float64Array(C * n);
   for (let c = 0; c < C; c += 2) {
     const pair = c + 1 < C;
     const t0 = c * m;
@@ -276,9 +340,9 @@ function basisGradient(
   columns: Float64Array,
   n: number,
   m: number,
+  out: Float64Array = new Float64Array(C * m),
 ): Float64Array {
   const r = m - 1;
-  const out = new Float64Array(C * m);
   for (let c = 0; c < C; c += 2) {
     const pair = c + 1 < C;
     const z0 = c * n;
@@ -348,8 +412,9 @@ interface Solved {
 
 /**
  * (R Rᵀ) X = V in place for the C class rows of V [C × m] (class-major), R
- * lower triangular and U = Rᵀ (both row-major). Four classes per pass share
- * each load of R, and their four sums do not wait on each other.
+ * lower triangular and U = Rᵀ (both row-major). Four classes × two rows per
+ * block: each load of a class's entry serves both rows, each load of R four
+ * classes, and the eight sums do not wait on each other.
  */
 function triangularSolve(
   lower: Float64Array,
@@ -364,43 +429,92 @@ function triangularSolve(
     const a1 = a0 + m;
     const a2 = a1 + m;
     const a3 = a2 + m;
-    for (let i = 0; i < m; i++) {
+    // Forward: R y = v, rows i and i + 1 together.
+    let i = 0;
+    for (; i < m; i += 2) {
+      const two = i + 1 < m;
       const row = i * m;
+      const next = two ? row + m : row;
       let s0 = v[a0 + i]!;
       let s1 = v[a1 + i]!;
       let s2 = v[a2 + i]!;
       let s3 = v[a3 + i]!;
+      let t0 = two ? v[a0 + i + 1]! : 0;
+      let t1 = two ? v[a1 + i + 1]! : 0;
+      let t2 = two ? v[a2 + i + 1]! : 0;
+      let t3 = two ? v[a3 + i + 1]! : 0;
       for (let k = 0; k < i; k++) {
         const f = lower[row + k]!;
-        s0 -= f * v[a0 + k]!;
-        s1 -= f * v[a1 + k]!;
-        s2 -= f * v[a2 + k]!;
-        s3 -= f * v[a3 + k]!;
+        const g = lower[next + k]!;
+        const x0 = v[a0 + k]!;
+        const x1 = v[a1 + k]!;
+        const x2 = v[a2 + k]!;
+        const x3 = v[a3 + k]!;
+        s0 -= f * x0;
+        s1 -= f * x1;
+        s2 -= f * x2;
+        s3 -= f * x3;
+        t0 -= g * x0;
+        t1 -= g * x1;
+        t2 -= g * x2;
+        t3 -= g * x3;
       }
       const d = 1 / lower[row + i]!;
-      v[a0 + i] = s0 * d;
-      v[a1 + i] = s1 * d;
-      v[a2 + i] = s2 * d;
-      v[a3 + i] = s3 * d;
+      const x0 = (v[a0 + i] = s0 * d);
+      const x1 = (v[a1 + i] = s1 * d);
+      const x2 = (v[a2 + i] = s2 * d);
+      const x3 = (v[a3 + i] = s3 * d);
+      if (two) {
+        const g = lower[next + i]!;
+        const e = 1 / lower[next + i + 1]!;
+        v[a0 + i + 1] = (t0 - g * x0) * e;
+        v[a1 + i + 1] = (t1 - g * x1) * e;
+        v[a2 + i + 1] = (t2 - g * x2) * e;
+        v[a3 + i + 1] = (t3 - g * x3) * e;
+      }
     }
-    for (let i = m - 1; i >= 0; i--) {
+    // Backward: U x = y, rows i and i − 1 together.
+    for (i = m - 1; i >= 0; i -= 2) {
+      const two = i >= 1;
       const row = i * m;
+      const prev = two ? row - m : row;
       let s0 = v[a0 + i]!;
       let s1 = v[a1 + i]!;
       let s2 = v[a2 + i]!;
       let s3 = v[a3 + i]!;
+      let t0 = two ? v[a0 + i - 1]! : 0;
+      let t1 = two ? v[a1 + i - 1]! : 0;
+      let t2 = two ? v[a2 + i - 1]! : 0;
+      let t3 = two ? v[a3 + i - 1]! : 0;
       for (let k = i + 1; k < m; k++) {
         const f = upper[row + k]!;
-        s0 -= f * v[a0 + k]!;
-        s1 -= f * v[a1 + k]!;
-        s2 -= f * v[a2 + k]!;
-        s3 -= f * v[a3 + k]!;
+        const g = upper[prev + k]!;
+        const x0 = v[a0 + k]!;
+        const x1 = v[a1 + k]!;
+        const x2 = v[a2 + k]!;
+        const x3 = v[a3 + k]!;
+        s0 -= f * x0;
+        s1 -= f * x1;
+        s2 -= f * x2;
+        s3 -= f * x3;
+        t0 -= g * x0;
+        t1 -= g * x1;
+        t2 -= g * x2;
+        t3 -= g * x3;
       }
       const d = 1 / upper[row + i]!;
-      v[a0 + i] = s0 * d;
-      v[a1 + i] = s1 * d;
-      v[a2 + i] = s2 * d;
-      v[a3 + i] = s3 * d;
+      const x0 = (v[a0 + i] = s0 * d);
+      const x1 = (v[a1 + i] = s1 * d);
+      const x2 = (v[a2 + i] = s2 * d);
+      const x3 = (v[a3 + i] = s3 * d);
+      if (two) {
+        const g = upper[prev + i]!;
+        const e = 1 / upper[prev + i - 1]!;
+        v[a0 + i - 1] = (t0 - g * x0) * e;
+        v[a1 + i - 1] = (t1 - g * x1) * e;
+        v[a2 + i - 1] = (t2 - g * x2) * e;
+        v[a3 + i - 1] = (t3 - g * x3) * e;
+      }
     }
   }
   for (; c < C; c++) {
@@ -473,8 +587,9 @@ function solveOn(
     }
     return factors;
   };
+  const z = new Float64Array(C * n); // the logits, then the residual: [C × n]
   const evaluate = (t: Float64Array, grad: Float64Array): number => {
-    const z = basisLogits(t, C, basis, n, m); // [C × n]
+    basisLogits(t, C, basis, n, m, z);
     let f = 0;
     for (let i = 0; i < n; i++) {
       let max = -Infinity;
@@ -494,7 +609,7 @@ function solveOn(
       for (let c = 0; c < C; c++) z[c * n + i]! *= inverse;
       z[label * n + i]! -= 1;
     }
-    grad.set(basisGradient(z, C, columns, n, m)); // residual × basis: [C × m]
+    basisGradient(z, C, columns, n, m, grad); // residual × basis: [C × m]
     for (let k = 0; k < size; k++) {
       const v = t[k]! - prior[k]!;
       f += 0.5 * lambda * v * v;
@@ -631,6 +746,7 @@ function lbfgs(
   const s: Float64Array[] = [];
   const y: Float64Array[] = [];
   const py: Float64Array[] = []; // P⁻¹yₖ
+  const spare: Float64Array[] = []; // vectors of dropped pairs and gradients, reused
   const rho: number[] = [];
   const direction = new Float64Array(size);
   const trial = new Float64Array(size);
@@ -687,8 +803,8 @@ function lbfgs(
       step /= 2;
     }
     if (!(fTrial < f) && !(fTrial <= f)) break; // no progress possible at this precision
-    const sk = new Float64Array(size);
-    const yk = new Float64Array(size);
+    const sk = spare.pop() ?? new Float64Array(size);
+    const yk = spare.pop() ?? new Float64Array(size);
     for (let i = 0; i < size; i++) {
       sk[i] = trial[i]! - x[i]!;
       yk[i] = trialGrad[i]! - grad[i]!;
@@ -702,14 +818,15 @@ function lbfgs(
       iteration++; // converged: the last point needs no P⁻¹
       break;
     }
-    const pgNext = Float64Array.from(grad);
+    const pgNext = spare.pop() ?? new Float64Array(size);
+    pgNext.set(grad);
     precondition(pgNext);
     const sy = dot(sk, yk);
     if (sy > 1e-12) {
       // γ = sᵀy / yᵀP⁻¹y from the newest pair (Nocedal & Wright 7.20, preconditioned): the fixed
       // curvature's scale is a guess, and a wrong scale costs a backtrack at every step
       // (20 classes × 20 drawn images, λ = 0.001: 82 evaluations without γ, 37 with).
-      const pyk = new Float64Array(size);
+      const pyk = spare.pop() ?? new Float64Array(size);
       for (let i = 0; i < size; i++) pyk[i] = pgNext[i]! - pg[i]!;
       const yhy = dot(yk, pyk);
       if (yhy > 0) gamma = sy / yhy;
@@ -718,12 +835,11 @@ function lbfgs(
       py.push(pyk);
       rho.push(1 / sy);
       if (s.length > memory) {
-        s.shift();
-        y.shift();
-        py.shift();
+        spare.push(s.shift()!, y.shift()!, py.shift()!);
         rho.shift();
       }
-    }
+    } else spare.push(sk, yk);
+    spare.push(pg);
     pg = pgNext;
   }
   return { value: f, gradient: maxAbs(grad), iterations: iteration };
