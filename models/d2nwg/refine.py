@@ -20,7 +20,10 @@ the mean of the generated heads ("mean") or the closed-form reference head of
 the fold's own training images ("fold_reference"). The generated heads saw
 every support image, the validation fold's too, so with "mean" a strong prior
 scores on images it was made from and cross-validation favours it; the
-reference of the fold's training images has seen none of them.
+reference of the fold's training images has seen none of them. How the folds
+score a λ (`cv_score`): mean validation accuracy with ties to the stronger
+prior ("accuracy"), or ties broken by the lower mean validation log-loss
+("accuracy_then_loss"; `best_lambda`).
 
 The evaluation solves thousands of such problems, and logistic regression
 (the same problem with prior 0, penalty on W only), so the second half of the
@@ -47,6 +50,7 @@ LAMBDA_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 CV_MIN_IMAGES = 3
 CV_FOLDS = 3
 CV_PRIORS = ("mean", "fold_reference")
+CV_SCORES = ("accuracy", "accuracy_then_loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,10 @@ class RefineSpec:
     cv_min_images: int = CV_MIN_IMAGES
     cv_folds: int = CV_FOLDS
     cv_prior: str = "mean"  # one of CV_PRIORS (module docstring)
+    # How a λ's folds are scored: mean validation accuracy, ties to the stronger prior ("accuracy"), or
+    # ties broken by the lower mean validation log-loss first ("accuracy_then_loss"): with a few validation
+    # images a class, most λ score the same accuracy, and "accuracy" then keeps the prior unchanged.
+    cv_score: str = "accuracy"
     # Where the solves stop: sklearn's rule, the largest gradient entry of the mean loss ≤ solver_tol
     # (`solver_tolerance`); the evaluation measured the refine with it, and the engine stops there too.
     solver_tol: float = 1e-4
@@ -65,11 +73,13 @@ class RefineSpec:
     def __post_init__(self) -> None:
         if self.cv_prior not in CV_PRIORS:
             raise ValueError(f"cv_prior {self.cv_prior!r} is not one of {CV_PRIORS}")
+        if self.cv_score not in CV_SCORES:
+            raise ValueError(f"cv_score {self.cv_score!r} is not one of {CV_SCORES}")
 
     def manifest(self) -> dict:
         return {"lambda_grid": [int(v) if float(v).is_integer() else float(v) for v in self.lambda_grid],
                 "cv_min_images": self.cv_min_images, "cv_folds": self.cv_folds, "cv_prior": self.cv_prior,
-                "solver_tol": self.solver_tol,
+                "cv_score": self.cv_score, "solver_tol": self.solver_tol,
                 "lambda_by_shots": {str(k): float(v) for k, v in sorted(self.lambda_by_shots.items())}}
 
     @staticmethod
@@ -77,7 +87,7 @@ class RefineSpec:
         return RefineSpec(lambda_by_shots={int(k): float(v) for k, v in block["lambda_by_shots"].items()},
                           lambda_grid=tuple(float(v) for v in block["lambda_grid"]),
                           cv_min_images=int(block["cv_min_images"]), cv_folds=int(block["cv_folds"]),
-                          cv_prior=str(block.get("cv_prior", "mean")),
+                          cv_prior=str(block.get("cv_prior", "mean")), cv_score=str(block.get("cv_score", "accuracy")),
                           solver_tol=float(block.get("solver_tol", 1e-4)))
 
     def uses_fold_prior(self, fold_prior: object) -> bool:
@@ -152,14 +162,36 @@ def choose_lambda(heads: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: 
     prior_w = np.mean([w.astype(np.float64) for w, _ in heads], axis=0)
     prior_b = np.mean([b.astype(np.float64) for _, b in heads], axis=0)
     grid = sorted(spec.lambda_grid, reverse=True)
-    scores = np.zeros(len(grid))
+    scores, losses = np.zeros(len(grid)), np.zeros(len(grid))
     for train, val in support_folds(y, classes, spec.cv_folds):
         if spec.uses_fold_prior(fold_prior):
             prior_w, prior_b = (np.asarray(a, np.float64) for a in fold_prior(x[train], y[train]))
         for g, lam in enumerate(grid):
             w, b = refine_head(prior_w, prior_b, x[train], y[train], lam)
-            scores[g] += float(((x[val] @ w.T + b).argmax(axis=1) == y[val]).mean())
-    return grid[int(np.argmax(scores))]
+            logits = x[val] @ w.T + b
+            scores[g] += float((logits.argmax(axis=1) == y[val]).mean())
+            losses[g] += validation_loss(torch.from_numpy(logits)[None, None], torch.from_numpy(y[val])[None])[0, 0].item()
+    return grid[int(best_lambda(torch.from_numpy(scores)[None], torch.from_numpy(losses)[None], spec.cv_score)[0])]
+
+
+# Accuracies closer than this count as tied: a mean over folds of counts ÷ fold sizes, summed in another order.
+TIE = 1e-9
+
+
+def best_lambda(scores: torch.Tensor, losses: torch.Tensor, cv_score: str) -> torch.Tensor:
+    """The grid index [B] cross-validation picks from scores and losses [B, G] (grid strongest prior first):
+    the best accuracy, ties to the stronger prior ("accuracy") or to the lower loss ("accuracy_then_loss")."""
+    if cv_score == "accuracy":
+        return scores.argmax(1)  # the first maximum: the strongest prior
+    tied = scores >= scores.max(1, keepdim=True).values - TIE
+    return torch.where(tied, losses, torch.inf).argmin(1)
+
+
+def validation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy [B, S] of logits [B, S, m, C] on labels [B, m]."""
+    log_p = torch.log_softmax(logits, -1)
+    picked = log_p.gather(-1, labels[:, None, :, None].expand(-1, log_p.shape[1], -1, 1))
+    return -picked[..., 0].mean(-1)
 
 
 def refine_fixture(trace_path: Path, lam: float = 0.5) -> dict:
@@ -497,6 +529,7 @@ def choose_lambda_batch(x: torch.Tensor, y: torch.Tensor, classes: int, prior_w:
         return torch.full((bsz,), spec.calibrated(images), dtype=torch.float64)
     grid = sorted(spec.lambda_grid, reverse=True)
     scores = torch.zeros(bsz, len(grid), dtype=torch.float64)
+    losses = torch.zeros(bsz, len(grid), dtype=torch.float64)
     gram = gram_of(x) if gram is None else gram
     prior = prior_logits(x, prior_w[:, None], prior_b[:, None])  # [B, 1, n, C]
     labels = y[0].numpy()
@@ -510,8 +543,10 @@ def choose_lambda_batch(x: torch.Tensor, y: torch.Tensor, classes: int, prior_w:
         for g, lam in enumerate(grid):
             penalty = torch.full((bsz, 1), lam, dtype=torch.float64)
             theta, _ = minimise(supports, prior[:, :, train], penalty, theta, solver_tolerance(tol, len(train)))
-            scores[:, g] += _accuracy(query_logits(supports, theta, cross, prior[:, :, val]), y[:, val])[:, 0]
-    return torch.tensor(grid, dtype=torch.float64)[scores.argmax(1)]  # the first maximum: the strongest prior
+            logits = query_logits(supports, theta, cross, prior[:, :, val])
+            scores[:, g] += _accuracy(logits, y[:, val])[:, 0]
+            losses[:, g] += validation_loss(logits, y[:, val])[:, 0]
+    return torch.tensor(grid, dtype=torch.float64)[best_lambda(scores, losses, spec.cv_score)]
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

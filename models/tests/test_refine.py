@@ -86,7 +86,8 @@ def test_lambda_rule_cross_validates_from_three_images_else_takes_the_calibrated
 
 def test_the_manifest_block_has_exactly_the_rule_s_keys(tmp_path):
     block = RefineSpec({1: 10.0, 2: 0.1}).manifest()
-    assert block == {"lambda_grid": [0.001, 0.01, 0.1, 1, 10], "cv_min_images": 3, "cv_folds": 3, "cv_prior": "mean", "solver_tol": 0.0001,
+    assert block == {"lambda_grid": [0.001, 0.01, 0.1, 1, 10], "cv_min_images": 3, "cv_folds": 3, "cv_prior": "mean",
+                     "cv_score": "accuracy", "solver_tol": 0.0001,
                      "lambda_by_shots": {"1": 10.0, "2": 0.1}}
     assert RefineSpec.from_manifest(json.loads(json.dumps(block))).manifest() == block
     (tmp_path / "refine.json").write_text(json.dumps({"refine": block, "per_shots": {}}))
@@ -246,3 +247,23 @@ def test_cross_validation_can_refine_each_fold_s_own_prior():
     assert batched.count(strongest) <= 2
     with pytest.raises(ValueError, match="fold_prior"):
         choose_lambda_batch(x, y, 3, prior_w, prior_b, spec, tol=1e-9)
+
+
+def test_accuracy_ties_can_go_to_the_lower_validation_loss():
+    """On supports every λ classifies perfectly, "accuracy" keeps the strongest prior (its first maximum);
+    "accuracy_then_loss" takes the λ whose refined heads are surest of the validation labels, a weaker
+    prior than the timid one given. Batched and scipy agree on both rules."""
+    xs, ys = zip(*[support(3, 6, 70 + s, dim=16, noise=0.3) for s in range(4)])
+    x, y = torch.tensor(np.stack(xs)), torch.tensor(np.stack(ys))
+    timid = [class_means_head(xs[i], ys[i], 3, scale=0.5) for i in range(4)]
+    prior_w = torch.tensor(np.stack([w for w, _ in timid]))
+    prior_b = torch.tensor(np.stack([b for _, b in timid]))
+    chosen = {}
+    for score in ("accuracy", "accuracy_then_loss"):
+        spec = RefineSpec({1: 1.0}, cv_score=score)
+        chosen[score] = choose_lambda_batch(x, y, 3, prior_w, prior_b, spec, tol=1e-9).tolist()
+        assert chosen[score] == [choose_lambda([timid[i]], xs[i], ys[i], spec) for i in range(4)]
+    assert chosen["accuracy"] == [max(LAMBDA_GRID)] * 4
+    assert all(lam < max(LAMBDA_GRID) for lam in chosen["accuracy_then_loss"])
+    with pytest.raises(ValueError, match="cv_score"):
+        RefineSpec({1: 1.0}, cv_score="loss")

@@ -152,6 +152,21 @@ describe('refining a generated head toward the support (MAP with the head as pri
     expect(chooseLambda(wrong, data, 4).lambda).toBeLessThanOrEqual(0.1);
     expect(chooseLambda(right, data, 4).lambda).toBeGreaterThanOrEqual(1);
   });
+
+  it('breaks accuracy ties by validation loss under cv_score accuracy_then_loss', () => {
+    // Well-separated classes: every λ classifies the folds perfectly. A timid head (class means × 0.5)
+    // is right but unsure; "accuracy" keeps it (the tie's strongest prior), the loss rule sharpens it.
+    const data = support(3, 6, 71, 0.3);
+    const means = new Float32Array(3 * DIM);
+    data.labels.forEach((c, i) => {
+      for (let j = 0; j < DIM; j++) means[c * DIM + j]! += (0.5 / 6) * data.features[i * DIM + j]!;
+    });
+    const timid = [{ classes: 3, dim: DIM, weight: means, bias: new Float32Array(3) }];
+    const strongest = Math.max(...LAMBDA_GRID);
+    expect(chooseLambda(timid, data, 3).lambda).toBe(strongest);
+    const byLoss = { ...DEFAULT_SPEC, cv_score: 'accuracy_then_loss' as const };
+    expect(chooseLambda(timid, data, 3, byLoss).lambda).toBeLessThan(strongest);
+  });
 });
 
 describe('refining several samples on one support', () => {

@@ -47,7 +47,9 @@ export interface RefineResult {
  * fold refines `cv_prior`: the generated heads' mean ("mean"), or the
  * reference head of the fold's own training images ("fold_reference"; the
  * generated heads saw the validation images, which made a strong prior win
- * the folds). Every solve stops at sklearn's rule: the largest gradient entry
+ * the folds). `cv_score` scores a λ by its folds' mean validation accuracy,
+ * ties to the stronger prior ("accuracy") or to the lower mean validation
+ * log-loss ("accuracy_then_loss"). Every solve stops at sklearn's rule: the largest gradient entry
  * of the mean loss ≤ `solver_tol`, where the factory's evaluation stopped.
  */
 export const refineSpecSchema = object({
@@ -55,6 +57,7 @@ export const refineSpecSchema = object({
   cv_min_images: integer,
   cv_folds: integer,
   cv_prior: literal('mean', 'fold_reference'),
+  cv_score: literal('accuracy', 'accuracy_then_loss'),
   solver_tol: number,
   lambda_by_shots: record(number),
 });
@@ -78,6 +81,7 @@ export const DEFAULT_SPEC: RefineSpec = {
   cv_min_images: 3,
   cv_folds: 3,
   cv_prior: 'mean',
+  cv_score: 'accuracy',
   solver_tol: 1e-4,
   lambda_by_shots: { '1': 1, '2': 1 },
 };
@@ -888,6 +892,7 @@ export function chooseLambda(
   const mean = spec.cv_prior === 'mean' ? meanHead(heads) : undefined;
   const grid = [...spec.lambda_grid].sort((a, b) => b - a); // strongest prior first
   const scores = grid.map(() => 0);
+  const losses = grid.map(() => 0);
   const n = support.labels.length;
   const all = gram ?? gramMatrix(support.features, n, support.dim);
   for (const { train, validation, trainRows, validationRows } of folds) {
@@ -917,27 +922,53 @@ export function chooseLambda(
       theta = solved.theta;
       const a = pivotCoefficients(prepared, solved.theta, classes);
       let right = 0;
+      let loss = 0;
+      const logits = new Float64Array(classes);
       for (let j = 0; j < v; j++) {
         let best = -Infinity;
         let predicted = -1;
         for (let c = 0; c < classes; c++) {
           let logit = priorLogits[j * classes + c]! + solved.theta[c * (r + 1) + r]!;
           for (let k = 0; k < r; k++) logit += a[c * r + k]! * pivotProducts[k * v + j]!;
+          logits[c] = logit;
           if (logit > best) {
             best = logit;
             predicted = c;
           }
         }
-        if (predicted === validation.labels[j]) right++;
+        const label = validation.labels[j]!;
+        if (predicted === label) right++;
+        let total = 0;
+        for (let c = 0; c < classes; c++) total += Math.exp(logits[c]! - best);
+        loss += best + Math.log(total) - logits[label]!;
       }
       scores[g]! += right / v;
+      losses[g]! += loss / v;
     });
   }
   return {
-    lambda: grid[scores.indexOf(Math.max(...scores))]!,
+    lambda: grid[bestLambda(scores, losses, spec.cv_score)]!,
     rule: 'cross-validation',
     minImages,
   };
+}
+
+/** Accuracies closer than this count as tied (refine.py's TIE): means over folds summed in another order. */
+const TIE = 1e-9;
+
+/**
+ * The grid index cross-validation picks (grid strongest prior first): the best
+ * accuracy, ties to the stronger prior, or with "accuracy_then_loss" to the
+ * lower validation loss (refine.py, best_lambda).
+ */
+function bestLambda(scores: number[], losses: number[], score: RefineSpec['cv_score']): number {
+  const top = Math.max(...scores);
+  if (score === 'accuracy') return scores.indexOf(top);
+  let best = -1;
+  scores.forEach((s, g) => {
+    if (s >= top - TIE && (best < 0 || losses[g]! < losses[best]!)) best = g;
+  });
+  return best;
 }
 
 /** The rows and columns `rows` of an n × n matrix. */
