@@ -24,6 +24,8 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, load_models
 from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS, CnnCorpus, CnnNorm
+from .cnn_zoo import with_class_means
+from .networks import get_arch
 from .ddim import EpsFunction, GuidedStep, NoiseSchedule, sample_guided
 from .generation import SamplingSettings, encode_condition, rows_of
 from .rng import Mulberry32
@@ -154,7 +156,9 @@ class CnnGenerator:
     def __init__(self, checkpoint: dict):
         self.checkpoint = checkpoint
         self.vae, self.encoder, self.denoiser = load_models(checkpoint, lambda c: CnnVae(CnnVaeConfig(**c)))
-        self.norm = CnnNorm({a: {n: tuple(v) for n, v in s.items()} for a, s in checkpoint["norm"].items()})
+        base = checkpoint["vae"].get("base")
+        self.norm = CnnNorm({a: {n: tuple(v) for n, v in s.items()} for a, s in checkpoint["norm"].items()},
+                            None if base is None else {a: {n: t.numpy() for n, t in b.items()} for a, b in base.items()})
         self.latent_scale = float(checkpoint["latent_scale"])
         self.schedule = NoiseSchedule(**checkpoint["schedule"])
 
@@ -215,8 +219,26 @@ class CnnGenerator:
         tokens = self.vae.decoder(torch.from_numpy(latents), positions).numpy()
         return [self.norm.to_params(arch, t) for t in tokens]
 
-    def generate(self, arch: str, support: list[np.ndarray], settings: SamplingSettings) -> list[dict[str, np.ndarray]]:
+    @property
+    def shared_start(self) -> bool:
+        """Whether the body tokens are changes from a base CNN (a shared-start zoo, issue 14)."""
+        return self.norm.base is not None
+
+    def generate(self, arch: str, support: list[np.ndarray], settings: SamplingSettings,
+                 images: list[np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
+        """S CNNs for a dataset given per class its support features [K_c, D]. With `images` (per class
+        its support images [K_c, 1, 28, 28]), each CNN's last layer is the class means of its own body's
+        penultimate features on them (`cnn_zoo.class_mean_layer`) instead of the decoded class rows."""
         if arch not in LAYOUTS:
             raise KeyError(f"unknown CNN architecture {arch!r}; choose one of {sorted(LAYOUTS)}")
         class_tokens, dataset_token = self.condition(support)
-        return self.decode(arch, self.sample_latents(arch, class_tokens, dataset_token, settings))
+        nets = self.decode(arch, self.sample_latents(arch, class_tokens, dataset_token, settings))
+        return nets if images is None else [with_support_means(arch, net, images) for net in nets]
+
+
+def with_support_means(arch: str, params: dict[str, np.ndarray], images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """`params` with the last layer from class means of its body's features on per-class images."""
+    x = np.concatenate(images).astype(np.float32)
+    y = np.concatenate([np.full(len(im), c) for c, im in enumerate(images)])
+    body = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in params.items()}
+    return {k: v.numpy() for k, v in with_class_means(get_arch(arch), body, x, y, len(images)).items()}

@@ -7,6 +7,11 @@ Tokens (D2NWG's layer-wise chunking, with class rows tied to classes):
 - class rows: row i of the last layer (`weight[i]` then `bias[i]`), padded
   to `CHUNK`, is the token of class i, generated from class i's images.
 
+With a shared-start zoo (`cnn_zoo.train_base`), a body chunk holds the change
+from the arch's base instead of the weights themselves (`CnnNorm.base`); the
+class rows stay weights (each task's last layer starts from its own class
+means, not from the base's).
+
 Each token has a position id: body chunk k of arch a has its own id, every
 class row of arch a shares one id (so permuting classes permutes rows), and
 each arch has one more id for the denoiser's leading token (the architecture
@@ -97,19 +102,32 @@ POSITIONS = max(t.arch_position for t in LAYOUTS.values()) + 1
 
 @dataclasses.dataclass(frozen=True)
 class CnnNorm:
-    """Per arch and tensor name: (mean, std) over the zoo."""
+    """Per arch and tensor name: (mean, std) over the zoo. With `base` (a shared-start zoo), a body
+    tensor's token values are its change from the arch's base, normalised: the tokens of zoo members
+    then differ by what fine-tuning on their task changed, not by where each started."""
 
     stats: dict[str, dict[str, tuple[float, float]]]
+    base: dict[str, dict[str, np.ndarray]] | None = None  # arch → body tensor name → base values
 
     @staticmethod
-    def fit(params: dict[str, list[dict[str, np.ndarray]]]) -> "CnnNorm":
+    def fit(params: dict[str, list[dict[str, np.ndarray]]],
+            base: dict[str, dict[str, np.ndarray]] | None = None) -> "CnnNorm":
         stats = {}
         for arch, models in params.items():
             stats[arch] = {}
             for name, _ in get_arch(arch).layout():
-                values = np.stack([m[name] for m in models]).astype(np.float64)
+                offset = CnnNorm.offset(base, arch, name)
+                values = np.stack([np.asarray(m[name], np.float64) - offset for m in models])
                 stats[arch][name] = (float(values.mean()), float(values.std()))
-        return CnnNorm(stats)
+        return CnnNorm(stats, base)
+
+    @staticmethod
+    def offset(base: dict[str, dict[str, np.ndarray]] | None, arch: str, name: str) -> np.ndarray | float:
+        """What a tensor's token values are measured from: its base values (body tensors of a shared
+        start), else 0."""
+        if base is None or name not in base.get(arch, {}):
+            return 0.0
+        return np.asarray(base[arch][name], np.float64)
 
     def to_tokens(self, arch: str, params: dict[str, np.ndarray]) -> np.ndarray:
         """Named tensors of one model → tokens [body + classes, CHUNK]."""
@@ -117,7 +135,7 @@ class CnnNorm:
 
         def normed(name: str) -> np.ndarray:
             mean, std = stats[name]
-            return (np.asarray(params[name], np.float64) - mean) / std
+            return (np.asarray(params[name], np.float64) - self.offset(self.base, arch, name) - mean) / std
 
         tokens = []
         for b in layout.body:
@@ -131,6 +149,22 @@ class CnnNorm:
         rows[:, layout.head_in] = bias
         return np.concatenate(tokens + [rows]).astype(np.float32)
 
+    def base_tokens(self, arch: str) -> np.ndarray:
+        """[body tokens, CHUNK]: what the base adds to a body token (base ÷ the tensor's std), so that a
+        decoder emitting token + this gives the weights through the plain de-normalisation
+        (value · std + mean); zeros without a base."""
+        layout, stats = LAYOUTS[arch], self.stats[arch]
+        shapes = dict(get_arch(arch).layout())
+        tokens = []
+        for b in layout.body:
+            names = (f"{b.layer}.weight", f"{b.layer}.bias")
+            flat = np.concatenate([np.broadcast_to(self.offset(self.base, arch, n), shapes[n]).ravel() / stats[n][1]
+                                   for n in names])
+            padded = np.zeros(b.chunks * CHUNK)
+            padded[: b.size] = flat
+            tokens.append(padded.reshape(b.chunks, CHUNK))
+        return np.concatenate(tokens).astype(np.float32)
+
     def to_params(self, arch: str, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """tokens [body + classes, CHUNK] → named tensors (the fc layer has one row per class token)."""
         layout, stats = LAYOUTS[arch], self.stats[arch]
@@ -139,7 +173,7 @@ class CnnNorm:
 
         def denorm(name: str, values: np.ndarray) -> np.ndarray:
             mean, std = stats[name]
-            return (values * std + mean).astype(np.float32)
+            return (values * std + mean + self.offset(self.base, arch, name)).astype(np.float32)
 
         start = 0
         for b in layout.body:
@@ -170,7 +204,7 @@ class CnnCorpus:
     model_arch: list[str]
     model_rows: list[dict]
     tokens: list[np.ndarray]  # per model [T, CHUNK]
-    norm: CnnNorm
+    norm: CnnNorm  # its `base`: each arch's shared start (body tensors), when the zoo has one
 
     def draw_support(self, task: int, shots: int, rng: np.random.Generator) -> list[np.ndarray]:
         """Per class of the task: indices of `shots` train images (fewer when the class has fewer)."""
@@ -209,7 +243,7 @@ def load_cnn_corpus(zoo_dir: Path, data_root: Path, max_models: int = 0, archs: 
             model_task.append(task_index[row["task_id"]])
             model_arch.append(row["arch"])
             ordered.append(row)
-    norm = CnnNorm.fit(params)
+    norm = CnnNorm.fit(params, shared_bases(zoo_dir, sorted(params)))
     cursor = {arch: 0 for arch in params}
     tokens = []
     for arch in model_arch:
@@ -221,6 +255,20 @@ def load_cnn_corpus(zoo_dir: Path, data_root: Path, max_models: int = 0, archs: 
         task_classes=task_classes, model_task=np.array(model_task), model_arch=model_arch, model_rows=ordered,
         tokens=tokens, norm=norm,
     )
+
+
+def shared_bases(zoo_dir: Path, archs: list[str]) -> dict[str, dict[str, np.ndarray]] | None:
+    """The body tensors of each arch's base (`zoo_dir/bases/ARCH.safetensors`, a shared-start zoo), or
+    None for a zoo of independently seeded CNNs."""
+    folder = zoo_dir / "bases"
+    if not folder.exists():
+        return None
+    out = {}
+    for arch in archs:
+        tensors, _ = safetensors.load(folder / f"{arch}.safetensors")
+        last = get_arch(arch).dense[-1].name
+        out[arch] = {name: np.array(v, np.float32) for name, v in tensors.items() if not name.startswith(last + ".")}
+    return out
 
 
 def cnn_accuracy(arch: str | CnnArch, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:

@@ -55,9 +55,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .config import cache_dir
+from . import safetensors
 from .data import store
 from .data.spec import derive_seed
-from .networks import ARCHS, CLASSES, IMAGE_SIDE, CnnArch, CnnModule, get_arch, init_params, population_forward
+from .networks import (ARCHS, CLASSES, IMAGE_SIDE, CnnArch, CnnModule, get_arch, init_params, population_body,
+                       population_forward)
 
 CONVERSION = 1  # bump when to_grayscale_28 changes: it names the cached arrays
 
@@ -340,6 +342,104 @@ def population_accuracy(
 
 
 # ---------------------------------------------------------------------------
+# The shared start: one body for every task, and a last layer from class means
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseRecipe:
+    """How the shared base CNN is trained: one body over the union of the tasks, one 10-way last layer
+    per task (multi-task), Adam, shuffled batches that mix the tasks."""
+
+    epochs: int = 20
+    learning_rate: float = 3e-3
+    batch_size: int = 128
+    shift_px: int = 2
+
+
+def train_base(arch: CnnArch, x_trains: list[np.ndarray], y_trains: list[np.ndarray], seed: int,
+               recipe: BaseRecipe) -> dict[str, torch.Tensor]:
+    """The base: named parameters of one model of `arch` (shapes as `layout()`, no model axis) whose body
+    was trained on every task's images at once; its last layer is task 0's (the zoo replaces it by class
+    means for each task). Task t's images x_trains[t] carry labels y_trains[t] in 0..9."""
+    params = {name: t[None].clone().requires_grad_() for name, t in init_params(arch, seed).items()}
+    last = arch.dense[-1]
+    generator = torch.Generator().manual_seed(derive_seed("cnn-base-heads", arch.name, seed) % 2**63)
+    bound = 1 / math.sqrt(last.in_features)
+    heads_w = ((torch.rand(len(x_trains), CLASSES, last.in_features, generator=generator) * 2 - 1) * bound).requires_grad_()
+    heads_b = ((torch.rand(len(x_trains), CLASSES, generator=generator) * 2 - 1) * bound).requires_grad_()
+    body = [params[name] for name, _ in arch.layout() if not name.startswith(last.name + ".")]
+    optimizer = torch.optim.Adam(body + [heads_w, heads_b], lr=recipe.learning_rate)
+    x = torch.from_numpy(np.concatenate(x_trains))
+    y = torch.from_numpy(np.concatenate(y_trains))
+    task = torch.from_numpy(np.concatenate([np.full(len(a), t) for t, a in enumerate(y_trains)]))
+    rng = np.random.default_rng(derive_seed("cnn-base-order", arch.name, seed))
+    for _ in range(recipe.epochs):
+        order, shifts = epoch_plan(rng, len(y), recipe.shift_px)
+        for start in range(0, len(y), recipe.batch_size):
+            batch = torch.from_numpy(order[start : start + recipe.batch_size])
+            images = shift_images(x[batch], torch.from_numpy(shifts[start : start + recipe.batch_size]), recipe.shift_px)
+            h = population_body(arch, params, images[None])[0]  # [B, F]
+            t = task[batch]
+            logits = torch.einsum("bf,bcf->bc", h, heads_w[t]) + heads_b[t]
+            loss = F.cross_entropy(logits, y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    out = {name: p.detach()[0].clone() for name, p in params.items()}
+    out[f"{last.name}.weight"], out[f"{last.name}.bias"] = heads_w.detach()[0].clone(), heads_b.detach()[0].clone()
+    return out
+
+
+def save_base(path: Path, base: dict[str, torch.Tensor], meta: dict) -> None:
+    """The base's named tensors and its metadata (`meta`, strings to JSON values) in one safetensors file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safetensors.save(path, {name: t.numpy() for name, t in base.items()}, {k: json.dumps(v) for k, v in meta.items()})
+
+
+def load_base(path: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = safetensors.load(path)
+    return {name: torch.from_numpy(np.array(t, np.float32)) for name, t in tensors.items()}
+
+
+def base_meta(path: Path) -> dict:
+    _, meta = safetensors.load(path)
+    return {k: json.loads(v) for k, v in meta.items()}
+
+
+def body_features(arch: CnnArch, params: dict[str, torch.Tensor], x: np.ndarray, chunk: int = 1024) -> torch.Tensor:
+    """Penultimate features [N, F] of one model (named parameters without a model axis) on images x."""
+    batched = {name: t[None] for name, t in params.items()}
+    with torch.no_grad():
+        return torch.cat([population_body(arch, batched, torch.from_numpy(x[i : i + chunk])[None])[0]
+                          for i in range(0, len(x), chunk)])
+
+
+# The logit scales the class-mean layer may take: the one with the lowest training loss is used.
+CLASS_MEAN_SCALES = tuple(float(v) for v in np.geomspace(0.5, 64, 15))
+
+
+def class_mean_layer(features: torch.Tensor, labels: np.ndarray, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last layer of a nearest-class-mean classifier on penultimate features [N, F]: logits
+    s·(μ_c·h − ½‖μ_c‖²), the squared distance to each class mean up to a term common to all classes,
+    with s the scale of `CLASS_MEAN_SCALES` whose cross-entropy on these images is lowest."""
+    y = torch.from_numpy(np.asarray(labels))
+    means = torch.stack([features[y == c].mean(0) for c in range(classes)])
+    weight, bias = means, -0.5 * (means ** 2).sum(1)
+    base = features @ weight.T + bias
+    losses = [float(F.cross_entropy(s * base, y)) for s in CLASS_MEAN_SCALES]
+    scale = CLASS_MEAN_SCALES[int(np.argmin(losses))]
+    return scale * weight, scale * bias
+
+
+def with_class_means(arch: CnnArch, body: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray,
+                     classes: int = CLASSES) -> dict[str, torch.Tensor]:
+    """`body`'s parameters with the last layer replaced by `class_mean_layer` on images x, labels y."""
+    last = arch.dense[-1].name
+    weight, bias = class_mean_layer(body_features(arch, body, x), y, classes)
+    return {**body, f"{last}.weight": weight, f"{last}.bias": bias}
+
+
+# ---------------------------------------------------------------------------
 # The job the zoo stage runs (picklable in, plain records out)
 
 
@@ -351,6 +451,10 @@ class CnnJob:
     data_root: str
     cache_root: str  # the cache directory; converted images go to <cache_root>/cnn28/
     recipe: CnnRecipe = CnnRecipe()
+    # The shared start (`save_base`): every member fine-tunes the base's body, its last layer first set
+    # from class means (`with_class_means`); the seed then only draws the data order. None: each member
+    # starts from the init of its seed.
+    base_file: str | None = None
 
 
 def train_cnn_job(job: CnnJob) -> list[dict]:
@@ -380,9 +484,13 @@ def train_cnn_job(job: CnnJob) -> list[dict]:
         members.append((dataset_id, chosen, seed))
     data = [datasets[(d, c)] for d, c, _ in members]
     started = time.monotonic()
+    initial = None
+    if job.base_file is not None:
+        base = load_base(Path(job.base_file))
+        initial = [with_class_means(arch, base, d[0], d[1]) for d in data]
     snapshots = train_population(
         arch, [d[0] for d in data], [d[1] for d in data], [s for *_, s in members],
-        [data_seed(s, d, c) for d, c, s in members], job.recipe,
+        [data_seed(s, d, c) for d, c, s in members], job.recipe, initial=initial,
     )
     wall_s = (time.monotonic() - started) / len(members)
     records = []

@@ -41,7 +41,7 @@ from torch import nn
 from . import safetensors
 from .checkpoint import MODEL_PARTS
 from .cnn_generator import CnnGenerator
-from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS, load_cnn_corpus
+from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS, CnnNorm, load_cnn_corpus
 from .config import cache_dir
 from .features import backbone_id, unit_rows
 from .generation import SamplingSettings
@@ -58,12 +58,20 @@ PREPROCESSING = ("28×28 grayscale in [0, 1], ink high and background 0: letterb
 
 
 class DecoderGraph(nn.Module):
-    def __init__(self, decoder: nn.Module):
+    """The VAE decoder plus, per position, the shared start's tokens (`CnnNorm.base_tokens`; zeros for a
+    zoo of independent seeds): the graph emits tokens whose plain de-normalisation is the weights."""
+
+    def __init__(self, decoder: nn.Module, norm: CnnNorm):
         super().__init__()
         self.decoder = decoder
+        offsets = torch.zeros(POSITIONS, CHUNK)
+        for arch in norm.stats:
+            layout = LAYOUTS[arch]
+            offsets[torch.from_numpy(layout.position_ids(0))] = torch.from_numpy(norm.base_tokens(arch))
+        self.register_buffer("offsets", offsets)
 
     def forward(self, latents: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latents, position_ids)
+        return self.decoder(latents, position_ids) + self.offsets[position_ids]
 
 
 def cnn_graph(arch: str, params: dict[str, np.ndarray], path: Path) -> dict:
@@ -135,7 +143,8 @@ def export(generator_dir: Path) -> dict:
              "token_mask": ["batch", "tokens"], "condition_scale": ["batch"], "position_ids": ["batch", "tokens_and_arch"]},
             {"eps": ["batch", "tokens", str(den.latent_dim)]}),
         "decoder": export_graph(
-            DecoderGraph(generator.vae.decoder), (torch.zeros(2, 3, vae.latent_dim), torch.zeros(3, dtype=torch.int64)),
+            DecoderGraph(generator.vae.decoder, generator.norm),
+            (torch.zeros(2, 3, vae.latent_dim), torch.zeros(3, dtype=torch.int64)),
             generator_dir / "decoder.onnx",
             {"latents": ["samples", "tokens", str(vae.latent_dim)], "position_ids": ["tokens"]},
             {"tokens": ["samples", "tokens", str(CHUNK)]}),

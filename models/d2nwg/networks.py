@@ -133,8 +133,9 @@ class CnnModule(torch.nn.Module):
         return h
 
 
-def population_forward(arch: CnnArch, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Logits [P, B, 10] of P models with params[name] [P, *shape], each on its own images x [P, B, 1, 28, 28]."""
+def population_body(arch: CnnArch, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Penultimate features [P, B, F] of P models (everything before the last Dense layer, F its
+    in_features), each on its own images x [P, B, 1, 28, 28]; params[name] [P, *shape]."""
     models, batch = x.shape[:2]
     h = x.transpose(0, 1).reshape(batch, models * x.shape[2], *x.shape[3:])  # [B, P·C, H, W]
     h = h.contiguous(memory_format=torch.channels_last)  # max-pool over many channels is 10× faster so
@@ -144,10 +145,16 @@ def population_forward(arch: CnnArch, params: dict[str, torch.Tensor], x: torch.
         h = F.conv2d(h, w, b.reshape(-1), padding=c.padding, groups=models)
         h = torch.tanh(F.max_pool2d(h, c.pool) if c.pool > 1 else h)
     h = h.reshape(batch, models, -1).transpose(0, 1)  # [P, B, features], each model's flatten order (C, H, W)
-    for i, d in enumerate(arch.dense):
-        h = torch.baddbmm(params[f"{d.name}.bias"][:, None, :], h, params[f"{d.name}.weight"].transpose(1, 2))
-        h = torch.tanh(h) if i < len(arch.dense) - 1 else h
+    for d in arch.dense[:-1]:
+        h = torch.tanh(torch.baddbmm(params[f"{d.name}.bias"][:, None, :], h, params[f"{d.name}.weight"].transpose(1, 2)))
     return h
+
+
+def population_forward(arch: CnnArch, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits [P, B, 10] of P models with params[name] [P, *shape], each on its own images x [P, B, 1, 28, 28]."""
+    last = arch.dense[-1].name
+    return torch.baddbmm(params[f"{last}.bias"][:, None, :], population_body(arch, params, x),
+                         params[f"{last}.weight"].transpose(1, 2))
 
 
 def predict(arch: CnnArch | str, tensors: dict[str, np.ndarray], x: np.ndarray, chunk: int = 512) -> np.ndarray:

@@ -232,10 +232,14 @@ def train_denoiser(corpus: CnnCorpus, latents: list[np.ndarray], latent_scale: f
 
 def make_checkpoint(config: CnnGeneratorConfig, vae: CnnVae, encoder: SetEncoder, denoiser: Denoiser, norm: CnnNorm,
                     latent_scale: float, schedule: NoiseSchedule, validation_tasks: list[str]) -> dict:
+    entries = model_entries(vae, encoder, denoiser)
+    if norm.base is not None:  # the shared start the body tokens are measured from, kept with the decoder
+        entries["vae"]["base"] = {arch: {name: torch.from_numpy(v) for name, v in tensors.items()}
+                                  for arch, tensors in norm.base.items()}
     return {
         "family": "cnn",
         "config": as_dict(config),
-        **model_entries(vae, encoder, denoiser),
+        **entries,
         "norm": norm.stats,
         "latent_scale": latent_scale,
         "schedule": dataclasses.asdict(schedule),

@@ -33,7 +33,9 @@ from . import zoo_store
 from .config import RELEASE_DIR, as_dict, cache_dir, load_config
 from .data.spec import canonical_json
 from .features import built_datasets, features_root_for, load_features
-from .cnn_zoo import CnnJob, CnnRecipe, cnn_datasets, train_cnn_job
+from .cnn_zoo import (BaseRecipe, CnnJob, CnnRecipe, base_meta, cnn_datasets, load_dataset_28, save_base, train_base,
+                      train_cnn_job, with_class_means)
+from .networks import get_arch, predict
 from .head_zoo import HeadRecipe, sample_tasks, train_heads
 
 log = logging.getLogger("d2nwg.zoo")
@@ -56,10 +58,19 @@ class ZooConfig:
     # CNN zoo
     cnn_archs: tuple[str, ...] = ("cnn-s", "cnn-w")
     cnn_seeds: int = 5
-    cnn_epochs: int = 30
-    cnn_models_per_job: int = 40
     cnn_max_datasets: int = 0  # 0: all
     cnn_min_train_per_class: int = 8
+    cnn_models_per_job: int = 40
+    # "shared" (issue 14): one base per arch trained on every zoo task at once (`cnn_zoo.train_base`), then
+    # each member fine-tuned from it on its task, the last layer first set from class means; its seed draws
+    # only the data order. "seeded": each member trained from the init of its seed (release 0.1.0's zoo,
+    # whose independent seeds left the generator at chance).
+    cnn_start: str = "shared"
+    cnn_base_epochs: int = 10
+    cnn_base_learning_rate: float = 3e-3
+    cnn_epochs: int = 8  # per member: fine-tuning epochs ("shared") or training epochs ("seeded", 30 in 0.1.0)
+    cnn_learning_rate: float = 3e-3  # per member ("seeded" trained at 1e-2)
+    cnn_snapshots: int = 4  # the last this many epochs of each member are kept
 
     def head_recipe(self) -> HeadRecipe:
         return HeadRecipe(
@@ -151,8 +162,8 @@ def run_cnn_job(shard: CnnShardJob) -> dict:
     return run_shard(shard.out_dir, shard.job.job_id, shard.job_hash, train)
 
 
-def cnn_jobs(config: ZooConfig, data_root: Path, out_dir: Path) -> list[CnnShardJob]:
-    """Populations of `cnn_models_per_job` (dataset, seed) members per architecture, similar sizes together."""
+def zoo_tasks(config: ZooConfig, data_root: Path) -> tuple[list[tuple[str, tuple[int, ...]]], dict[str, tuple[int, str]]]:
+    """The (dataset id, 10 class indices) the CNN zoo trains on, and each dataset's (image count, content hash)."""
     pairs = cnn_datasets(data_root, min_train_per_class=config.cnn_min_train_per_class)
     if config.cnn_max_datasets:
         pairs = pairs[: config.cnn_max_datasets]
@@ -160,16 +171,61 @@ def cnn_jobs(config: ZooConfig, data_root: Path, out_dir: Path) -> list[CnnShard
     for dataset_id, _ in pairs:
         index = json.loads(data_root.joinpath(*dataset_id.split("/"), "index.json").read_text())
         sizes[dataset_id] = (len(index["images"]), index["content_hash"])
-    recipe = CnnRecipe(epochs=config.cnn_epochs, snapshot_epochs=min(10, config.cnn_epochs))
+    return pairs, sizes
+
+
+def cnn_bases(config: ZooConfig, data_root: Path, out_dir: Path) -> dict[str, tuple[Path, str]]:
+    """With the shared start: each arch's base, trained on every zoo task's train images (or kept when its
+    file already has this hash), as {arch: (file, hash)}; otherwise {}."""
+    if config.cnn_start == "seeded":
+        return {}
+    if config.cnn_start != "shared":
+        raise ValueError(f"cnn_start {config.cnn_start!r} is not one of ('shared', 'seeded')")
+    import torch
+
+    torch.set_num_threads(1)
+    pairs, sizes = zoo_tasks(config, data_root)
+    recipe = BaseRecipe(epochs=config.cnn_base_epochs, learning_rate=config.cnn_base_learning_rate)
+    out = {}
+    data = None
+    for arch in config.cnn_archs:
+        hash_ = job_hash("cnn-base", arch, pairs, recipe, config.seed, sorted({h for _, h in sizes.values()}))
+        path = out_dir / "bases" / f"{arch}.safetensors"
+        if not (path.exists() and base_meta(path).get("hash") == hash_):
+            if data is None:
+                data = [load_dataset_28(d, data_root, c) for d, c in pairs]
+            started = time.monotonic()
+            base = train_base(get_arch(arch), [d[0] for d in data], [d[1] for d in data], config.seed, recipe)
+            wall_s = time.monotonic() - started
+            held_out = []
+            for x, y, xq, yq in data:
+                tensors = {k: v.numpy() for k, v in with_class_means(get_arch(arch), base, x, y).items()}
+                held_out.append(float((predict(arch, tensors, xq).argmax(-1) == yq).mean()))
+            save_base(path, base, {"hash": hash_, "arch": arch, "recipe": dataclasses.asdict(recipe), "tasks": len(pairs),
+                                   "train_images": sum(len(d[1]) for d in data), "wall_s": wall_s,
+                                   "class_means_heldout_accuracy": float(np.mean(held_out))})
+            log.info("cnn base %s: %.0f s, held-out accuracy with class-mean last layers %.3f", arch, wall_s, np.mean(held_out))
+        out[arch] = (path, hash_)
+    return out
+
+
+def cnn_jobs(config: ZooConfig, data_root: Path, out_dir: Path, bases: dict[str, tuple[Path, str]]) -> list[CnnShardJob]:
+    """Populations of `cnn_models_per_job` (dataset, seed) members per architecture, similar sizes together;
+    with `bases`, each member fine-tunes its arch's base."""
+    pairs, sizes = zoo_tasks(config, data_root)
+    recipe = CnnRecipe(epochs=config.cnn_epochs, learning_rate=config.cnn_learning_rate,
+                       snapshot_epochs=min(config.cnn_snapshots, config.cnn_epochs))
     members = sorted(((d, c, s) for d, c in pairs for s in range(config.cnn_seeds)), key=lambda m: (sizes[m[0]][0], m))
     jobs = []
     for arch in config.cnn_archs:
+        base_file, base_hash = bases.get(arch, (None, None))
         for start in range(0, len(members), config.cnn_models_per_job):
             chunk = tuple(members[start : start + config.cnn_models_per_job])
             job = CnnJob(f"{arch}-{start // config.cnn_models_per_job:04d}", arch, chunk, str(data_root),
-                         str(cache_dir()), recipe)
+                         str(cache_dir()), recipe, None if base_file is None else str(base_file))
             inputs = sorted({sizes[d][1] for d, _, _ in chunk})
-            jobs.append(CnnShardJob(job, str(out_dir), job_hash(job.arch, chunk, recipe, inputs)))
+            extra = () if base_hash is None else (base_hash,)
+            jobs.append(CnnShardJob(job, str(out_dir), job_hash(job.arch, chunk, recipe, inputs, *extra)))
     return jobs
 
 
@@ -244,7 +300,7 @@ def main(argv: list[str]) -> int:
             summary["heads"] = {"models": len(rows), "tasks": len({r["task_id"] for r in rows}), "wall_s": wall_s,
                                 "jobs_trained": sum(not r["skipped"] for r in results)}
         if args.family in ("cnn", "all"):
-            jobs = cnn_jobs(config, data_root, zoo_dir / "cnns")
+            jobs = cnn_jobs(config, data_root, zoo_dir / "cnns", cnn_bases(config, data_root, zoo_dir / "cnns"))
             results, wall_s = run_jobs(client, run_cnn_job, jobs)
             rows = zoo_store.write_table(zoo_dir / "cnns")
             summary["cnns"] = {"models": len(rows), "runs": len({(r["task_id"], r["arch"], r["seed"]) for r in rows}),

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import zoo_store  # noqa: E402
+from .cnn_zoo import base_meta  # noqa: E402
 from .config import RELEASE_DIR, cache_dir  # noqa: E402
 
 
@@ -90,22 +91,41 @@ def head_section(rows: list[dict], summary: dict, out: Path) -> tuple[list[str],
     return lines, metrics
 
 
-def cnn_section(rows: list[dict], summary: dict, out: Path) -> tuple[list[str], dict]:
+def cnn_section(rows: list[dict], summary: dict, config: dict, bases: dict[str, dict], out: Path) -> tuple[list[str], dict]:
+    snapshots = len({r["epoch"] for r in rows})
     by_arch_family = grouped(rows, lambda r: f"{r['arch']} / {r['family']}")
-    plot_distributions(by_arch_family, "CNN zoo: held-out accuracy (last 10 epochs)", out / "cnns-accuracy.png",
+    plot_distributions(by_arch_family, f"CNN zoo: held-out accuracy (last {snapshots} epochs)", out / "cnns-accuracy.png",
                        {k: 0.1 for k in by_arch_family})
     metrics = {
         "checkpoints": len(rows), "runs": len({(r["task_id"], r["arch"], r["seed"]) for r in rows}),
         "datasets": len({r["task_id"] for r in rows}),
-        "by_arch": {}, "build_wall_s": summary.get("wall_s"),
+        "by_arch": {}, "build_wall_s": summary.get("wall_s"), "bases": bases,
     }
     lines = [
         "## CNN zoo",
         "",
         f"{metrics['checkpoints']:,} checkpoints: {metrics['runs']:,} runs (datasets × seeds × architectures) over "
         f"{metrics['datasets']} 10-class seen datasets (whole 10-class datasets and 10-class subsets of larger ones), "
-        "each saved at its last 10 epochs.",
+        f"each saved at its last {snapshots} epochs.",
         "",
+    ]
+    if bases:
+        lines += [
+            f"Shared start (`cnn_start` \"shared\", issue 14): per architecture one base CNN, trained for "
+            f"{config['cnn_base_epochs']} epochs (Adam, learning rate {config['cnn_base_learning_rate']:g}) on the train "
+            "images of every zoo task at once, with one 10-way last layer per task; then every member fine-tunes the base on its own "
+            f"task for {config['cnn_epochs']} epochs (learning rate {config['cnn_learning_rate']:g}), its last layer first set "
+            "from the class means of the base's penultimate features (nearest class mean as a linear layer, "
+            "`cnn_zoo.class_mean_layer`). A member's seed draws only its data order and shifts.",
+            "",
+            "| architecture | base training | train images | held-out accuracy with class-mean last layers (mean over tasks) |",
+            "|---|---|---|---|",
+        ]
+        for arch, meta in bases.items():
+            lines.append(f"| {arch} | {meta['wall_s']:.0f} s | {meta['train_images']:,} | "
+                         f"{meta['class_means_heldout_accuracy']:.3f} |")
+        lines.append("")
+    lines += [
         "| architecture | family | checkpoints | held-out accuracy (mean ± std) | min | median | train s / model |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -130,7 +150,9 @@ def write_report(zoo_dir: Path, out: Path, extra: list[str]) -> dict:
         section, metrics["heads"] = head_section(zoo_store.read_table(zoo_dir / "heads"), summary.get("heads", {}), out)
         lines += section
     if (zoo_dir / "cnns" / "models.csv").exists():
-        section, metrics["cnns"] = cnn_section(zoo_store.read_table(zoo_dir / "cnns"), summary.get("cnns", {}), out)
+        bases = {p.stem: base_meta(p) for p in sorted((zoo_dir / "cnns" / "bases").glob("*.safetensors"))}
+        section, metrics["cnns"] = cnn_section(zoo_store.read_table(zoo_dir / "cnns"), summary.get("cnns", {}),
+                                               summary.get("config") or {}, bases, out)
         lines += section
     lines += extra
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")

@@ -93,3 +93,47 @@ def test_the_generated_cnn_classifies_any_class_count(generator):
     for classes in (2, 10, 17):
         net = generator.generate("cnn-w", support(classes, classes), SamplingSettings(samples=1, steps=3))[0]
         assert predict("cnn-w", net, x).shape == (3, classes)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_with_a_shared_start_the_body_tokens_are_the_change_from_the_base(arch):
+    """A member's body tokens measure its change from the base (the base itself: zero change), the class
+    rows stay weights, tokens give the weights back, and the exported decoder's offsets turn a
+    decoded change back into weights through the plain de-normalisation the engine runs."""
+    from d2nwg.export_cnn import DecoderGraph
+
+    layer = get_arch(arch).dense[-1].name
+    base = {k: v.numpy() for k, v in init_params(get_arch(arch), 1).items() if not k.startswith(layer + ".")}
+    member = {k: v.numpy() for k, v in init_params(get_arch(arch), 2).items()}
+    member.update({k: base[k] + 0.01 * np.sign(v) for k, v in base.items()})
+    stats = {arch: {name: (0.003, 0.05) for name, _ in get_arch(arch).layout()}}
+    norm = CnnNorm(stats, {arch: base})
+    tokens = norm.to_tokens(arch, member)
+    body = LAYOUTS[arch].body_tokens
+    mask = LAYOUTS[arch].value_mask(10)
+    change = tokens[:body][mask[:body] > 0] * 0.05 + 0.003
+    np.testing.assert_allclose(np.abs(change), 0.01, atol=1e-6)
+    back = norm.to_params(arch, tokens)
+    for name, value in member.items():
+        np.testing.assert_allclose(back[name], value, atol=1e-6)
+    # The decoder graph's offsets: emitted token + base ÷ std, de-normalised without the base, is the weights.
+    plain = CnnNorm(stats)
+    shifted = tokens.copy()
+    shifted[:body] += norm.base_tokens(arch)
+    for name, value in plain.to_params(arch, shifted).items():
+        np.testing.assert_allclose(value, member[name], atol=1e-5)
+    graph = DecoderGraph(torch.nn.Identity(), norm)
+    ids = torch.from_numpy(LAYOUTS[arch].position_ids(0))
+    np.testing.assert_allclose(graph.offsets[ids].numpy(), norm.base_tokens(arch))
+
+
+def test_support_images_set_each_class_row_from_the_generated_body(generator):
+    """With images, every class row comes from the class means of the CNN's own penultimate features, so
+    the CNN sorts the support images into their classes whatever the decoded rows said."""
+    rng = np.random.default_rng(4)
+    images = [np.clip(rng.normal(0.2 + 0.3 * c, 0.05, (5, 1, 28, 28)), 0, 1).astype(np.float32) for c in range(3)]
+    nets = generator.generate("cnn-w", support(3, 3), SamplingSettings(samples=2, steps=3), images)
+    x, y = np.concatenate(images), np.repeat(np.arange(3), 5)
+    for net in nets:
+        assert net["fc.weight"].shape == (3, 216)
+        assert (predict("cnn-w", net, x).argmax(-1) == y).mean() == 1.0

@@ -160,3 +160,45 @@ def test_cnn_datasets_takes_seen_ten_class_sets_and_subsets(tmp_path):
     assert chosen[0][1] == tuple(range(10))
     subsets = [set(c) for d, c in chosen if d == "pool/seen-25"]
     assert all(len(s) == 10 and s <= set(range(25)) for s in subsets) and not subsets[0] & subsets[1]
+
+
+def test_class_mean_layer_is_the_nearest_class_mean_classifier():
+    rng = np.random.default_rng(3)
+    features = torch.tensor(rng.normal(size=(60, 7)), dtype=torch.float32)
+    labels = np.repeat(np.arange(3), 20)
+    features[labels == 1] += 1.5
+    weight, bias = cnn_zoo.class_mean_layer(features, labels, 3)
+    means = torch.stack([features[torch.from_numpy(labels == c)].mean(0) for c in range(3)])
+    nearest = torch.cdist(features, means).argmin(1)
+    torch.testing.assert_close((features @ weight.T + bias).argmax(1), nearest)
+
+
+def test_shared_start_members_fine_tune_the_base(data_root, tmp_path):
+    """The base learns a body every task can use through class means alone; each zoo member starts from
+    it (last layer from its task's class means), so members stay near the base and near each other,
+    unlike independently seeded members."""
+    torch.set_num_threads(1)
+    arch = networks.get_arch("cnn-s")
+    tasks = [cnn_zoo.load_dataset_28(d, data_root, cache_root=tmp_path) for d in ("synthetic/digits", "synthetic/shifted")]
+    base = cnn_zoo.train_base(arch, [t[0] for t in tasks], [t[1] for t in tasks], 0, cnn_zoo.BaseRecipe(epochs=20, batch_size=32))
+    untrained = {k: v for k, v in networks.init_params(arch, 0).items()}
+    for x, y, xq, yq in tasks:
+        def accuracy(params):
+            tensors = {k: v.numpy() for k, v in cnn_zoo.with_class_means(arch, params, x, y).items()}
+            return (networks.predict(arch, tensors, xq).argmax(1) == yq).mean()
+        assert accuracy(base) > 0.6 and accuracy(base) > accuracy(untrained) + 0.2
+    path = tmp_path / "bases" / "cnn-s.safetensors"
+    cnn_zoo.save_base(path, base, {"hash": "h", "tasks": 2})
+    assert cnn_zoo.base_meta(path) == {"hash": "h", "tasks": 2}
+    members = (("synthetic/digits", None, 0), ("synthetic/digits", None, 1))
+    recipe = cnn_zoo.CnnRecipe(epochs=2, learning_rate=3e-3, snapshot_epochs=1)
+    shared = cnn_zoo.train_cnn_job(cnn_zoo.CnnJob("shared", "cnn-s", members, str(data_root), str(tmp_path), recipe, str(path)))
+    seeded = cnn_zoo.train_cnn_job(cnn_zoo.CnnJob("seeded", "cnn-s", members, str(data_root), str(tmp_path), recipe))
+
+    def distance(a, b):
+        return float(np.sqrt(sum(((a[n] - b[n]) ** 2).sum() for n, _ in arch.layout() if not n.startswith("fc2."))))
+
+    base_np = {k: v.numpy() for k, v in base.items()}
+    assert all(r["heldout_accuracy"] > 0.6 for r in shared)
+    assert distance(shared[0]["tensors"], shared[1]["tensors"]) < 0.25 * distance(seeded[0]["tensors"], seeded[1]["tensors"])
+    assert distance(shared[0]["tensors"], base_np) < 0.25 * distance(seeded[0]["tensors"], base_np)

@@ -17,6 +17,7 @@ import pytest
 
 from d2nwg import zoo_store
 from d2nwg.cnn_generator import CnnGenerator
+from d2nwg.cnn_zoo import base_meta, load_base
 from d2nwg.features import features_root_for, load_features
 from d2nwg.generation import SamplingSettings
 from d2nwg.families import head as head_family
@@ -109,8 +110,16 @@ def test_cnn_zoo_saves_the_last_epochs_of_every_run_and_fits_its_training_images
     rows = zoo_store.read_table(folder)
     runs = {(r["task_id"], r["arch"], r["seed"]) for r in rows}
     assert {r["arch"] for r in rows} == {"cnn-s", "cnn-w"}
-    assert len(rows) == len(runs) * 10  # the last 10 epochs of each run
-    assert {r["epoch"] for r in rows} == set(range(3, 13))
+    assert len(rows) == len(runs) * 4  # the last 4 epochs of each run
+    assert {r["epoch"] for r in rows} == set(range(9, 13))
+    # The shared start: each arch's base, and members that fine-tuned it (they stay near it).
+    for arch in ("cnn-s", "cnn-w"):
+        base = {k: v.numpy() for k, v in load_base(folder / "bases" / f"{arch}.safetensors").items()}
+        member = zoo_store.load_checkpoint(folder, next(r for r in rows if r["arch"] == arch))
+        assert base_meta(folder / "bases" / f"{arch}.safetensors")["arch"] == arch
+        body = [n for n in base if not n.startswith(("fc.", "fc2."))]
+        change = np.sqrt(sum(((member[n] - base[n]) ** 2).sum() for n in body))
+        assert 0 < change < 0.5 * np.sqrt(sum((base[n] ** 2).sum() for n in body))
     last = [r for r in rows if r["epoch"] == 12]
     # Three training images per class in the tiny build: enough to fit, too few to judge generalisation
     # (population training beats chance on held-out images in test_cnn_zoo.py).
