@@ -24,7 +24,8 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, load_models
 from .cnn_tokens import CHUNK, LAYOUTS, POSITIONS, CnnCorpus, CnnNorm
-from .cnn_zoo import with_class_means
+from .cnn_zoo import body_features, class_mean_layer, with_class_means
+from .refine import RefineSpec, choose_lambda, refine_head
 from .networks import get_arch
 from .ddim import EpsFunction, GuidedStep, NoiseSchedule, sample_guided
 from .generation import SamplingSettings, encode_condition, rows_of
@@ -234,6 +235,34 @@ class CnnGenerator:
         class_tokens, dataset_token = self.condition(support)
         nets = self.decode(arch, self.sample_latents(arch, class_tokens, dataset_token, settings))
         return nets if images is None else [with_support_means(arch, net, images) for net in nets]
+
+
+# The last-layer refine (issue 14, the head family's MAP problem on the CNN's penultimate features):
+# λ by 3-fold cross-validation over the grid from 3 images a class, each fold's prior the class means of
+# its own training images, ties by validation loss; with 1–2 images a class the class means stay (λ 100).
+LAST_LAYER_REFINE = RefineSpec({1: 100.0, 2: 100.0}, lambda_grid=(100.0, 10.0, 1.0, 0.1, 0.01, 0.001), cv_min_images=3,
+                               cv_prior="fold_reference", cv_score="accuracy_then_loss")
+
+
+def refined_last_layer(arch: str, params: dict[str, np.ndarray], images: list[np.ndarray],
+                       spec: RefineSpec = LAST_LAYER_REFINE) -> tuple[dict[str, np.ndarray], float]:
+    """`params` with its last layer refined toward the support (refine.py's MAP problem, the layer as prior
+    mean) on its body's penultimate features of per-class images; and the λ the rule chose."""
+    net = get_arch(arch)
+    last = net.dense[-1].name
+    x = np.concatenate(images).astype(np.float32)
+    y = np.concatenate([np.full(len(im), c) for c, im in enumerate(images)])
+    body = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in params.items()}
+    features = body_features(net, body, x).double().numpy()
+    prior = (np.asarray(params[f"{last}.weight"], np.float64), np.asarray(params[f"{last}.bias"], np.float64))
+
+    def fold_prior(rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w, b = class_mean_layer(torch.from_numpy(rows), labels, len(images))
+        return w.double().numpy(), b.double().numpy()
+
+    lam = choose_lambda([prior], features, y, spec, fold_prior)
+    weight, bias = refine_head(prior[0], prior[1], features, y, lam, gtol=1e-6)
+    return {**params, f"{last}.weight": weight.astype(np.float32), f"{last}.bias": bias.astype(np.float32)}, lam
 
 
 def with_support_means(arch: str, params: dict[str, np.ndarray], images: list[np.ndarray]) -> dict[str, np.ndarray]:
