@@ -349,7 +349,7 @@ def unseen_section(generator: CnnGenerator, corpus: CnnCorpus, config: CnnEvalua
             # Fine-tuning starts take the shared zoo's fine-tuning rate; random init the rate it trains at.
             tuned = finetune(arch, generated + starts, x[chosen], y[chosen], xq, yq, config.finetune_epochs, order,
                              config.finetune_learning_rate if generator.shared_start else CnnRecipe.learning_rate)
-            scratch = finetune(arch, random, x[chosen], y[chosen], xq, yq, config.finetune_epochs, order + 7919)
+            scratch = finetune(arch, random, x[chosen], y[chosen], xq, yq, config.finetune_epochs, order + n)
             curves["generated"].append(tuned[:n])
             curves[reference].append(tuned[n:])
             curves["random"].append(scratch)
@@ -400,7 +400,8 @@ def plot_finetune(unseen: dict, path: Path) -> None:
     archs = sorted(unseen["archs"])
     fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 3.6), squeeze=False)
     for ax, arch in zip(axes[0], archs):
-        for kind, colour in (("generated", "tab:blue"), ("pretrained", "tab:green"), ("random", "tab:gray")):
+        reference = unseen["archs"][arch]["reference"]
+        for kind, colour in (("generated", "tab:blue"), (reference, "tab:green"), ("random", "tab:gray")):
             s = unseen["archs"][arch][kind]
             m, sd = np.array(s["mean"]), np.array(s["std"])
             ax.plot(range(len(m)), m, label=kind, color=colour)
